@@ -1,0 +1,233 @@
+"""The sessions a node owns, and every deadline that governs them, as data.
+
+One :class:`DeadlineQueue` holds each session's next ping, pong deadline, grace expiry,
+away-after-idle and inactivity deadline, plus the auth deadline of connections not yet
+authenticated. The shell arms one timer at :meth:`SessionRegistry.next_deadline` and calls
+:meth:`SessionRegistry.advance` when it fires: no task or timer per session.
+
+Activity is recorded as a timestamp only; the idle deadlines are checked lazily when they
+fire and pushed back if activity came in since, so a busy client costs no heap work per
+message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+from presenced.presence.deadlines import DeadlineQueue
+from presenced.presence.session import Session, SessionEvent, SessionState
+from presenced.typing import SessionId
+
+__all__ = ["Deadline", "DeadlineKind", "LivenessPolicy", "SessionRegistry"]
+
+
+class DeadlineKind(Enum):
+    PING = "ping"  # time to send a WebSocket ping
+    PONG = "pong"  # the pong did not come in time: zombie, the session is now in GRACE
+    GRACE = "grace"  # grace ran out: the session is now CLOSED
+    AWAY = "away"  # idle past away_after: the session is now auto-away
+    INACTIVITY = "inactivity"  # idle past inactivity_timeout: the session is now CLOSED
+    AUTH = "auth"  # a connection did not authenticate in time
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A deadline that fired. ``session`` is set for session deadlines, ``key`` for AUTH."""
+
+    kind: DeadlineKind
+    session: Session | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessPolicy:
+    """The timing settings the core needs (seconds; None = off)."""
+
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    grace: float
+    auth_timeout: float
+    away_after: float | None = None
+    inactivity_timeout: float | None = None
+
+
+_Key = tuple[DeadlineKind, str]
+
+
+class SessionRegistry:
+    """The sessions this node owns, by id and by resume token, with their deadlines."""
+
+    __slots__ = ("_deadlines", "_jitter", "_last_activity", "_sessions", "_tokens", "policy")
+
+    def __init__(self, policy: LivenessPolicy, jitter: Callable[[], float]) -> None:
+        """``jitter()`` returns a number in [0, 1): the spread of ping times (pass a seeded
+        ``random.Random().random`` for tests)."""
+        self.policy = policy
+        self._jitter = jitter
+        self._sessions: dict[SessionId, Session] = {}
+        self._tokens: dict[str, SessionId] = {}
+        self._last_activity: dict[SessionId, float] = {}
+        self._deadlines: DeadlineQueue[_Key] = DeadlineQueue()
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def get(self, session_id: SessionId) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def by_resume_token(self, token: str) -> Session | None:
+        sid = self._tokens.get(token)
+        return self._sessions.get(sid) if sid is not None else None
+
+    def deadline_of(self, kind: DeadlineKind, key: str) -> float | None:
+        return self._deadlines.when((kind, key))
+
+    # --- transitions ---------------------------------------------------------------------
+
+    def add(self, session: Session, now: float) -> None:
+        """Register a new ACTIVE session and arm its ping and idle deadlines."""
+        self._sessions[session.id] = session
+        self._tokens[session.resume_token] = session.id
+        self._start_active(session, now, first=True)
+
+    def transport_lost(self, session_id: SessionId, now: float) -> Session:
+        """ACTIVE -> GRACE: stop pinging, start the grace clock."""
+        session = self._sessions[session_id]
+        session.apply(SessionEvent.TRANSPORT_LOST)
+        self._stop_active(session.id)
+        self._deadlines.schedule((DeadlineKind.GRACE, session.id), now + self.policy.grace)
+        return session
+
+    def resume(self, session_id: SessionId, now: float, new_token: str) -> Session:
+        """GRACE -> ACTIVE with a fresh resume token (the old one is spent)."""
+        session = self._sessions[session_id]
+        session.apply(SessionEvent.RESUMED)
+        self._deadlines.cancel((DeadlineKind.GRACE, session.id))
+        self._tokens.pop(session.resume_token, None)
+        session.resume_token = new_token
+        self._tokens[new_token] = session.id
+        self._start_active(session, now, first=True)
+        return session
+
+    def close(self, session_id: SessionId, event: SessionEvent) -> Session:
+        """-> CLOSED: forget the session and all its deadlines."""
+        session = self._sessions[session_id]
+        session.apply(event)
+        self._forget(session)
+        return session
+
+    def activity(self, session_id: SessionId, now: float) -> bool:
+        """Record activity. Returns True when the session was auto-away and no longer is."""
+        session = self._sessions.get(session_id)
+        if session is None or session.state is not SessionState.ACTIVE:
+            return False
+        self._last_activity[session_id] = now
+        if session.auto_away:
+            session.auto_away = False
+            if self.policy.away_after is not None:
+                self._deadlines.schedule(
+                    (DeadlineKind.AWAY, session_id), now + self.policy.away_after
+                )
+            return True
+        return False
+
+    def pong(self, session_id: SessionId) -> None:
+        """A pong arrived: the transport is alive."""
+        self._deadlines.cancel((DeadlineKind.PONG, session_id))
+
+    # --- connections before auth ---------------------------------------------------------
+
+    def watch_auth(self, key: str, now: float) -> None:
+        self._deadlines.schedule((DeadlineKind.AUTH, key), now + self.policy.auth_timeout)
+
+    def auth_done(self, key: str) -> None:
+        self._deadlines.cancel((DeadlineKind.AUTH, key))
+
+    # --- time ----------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        return self._deadlines.next_deadline()
+
+    def advance(self, now: float) -> list[Deadline]:
+        """Fire every deadline due at ``now``, applying its transition; returns what fired."""
+        fired: list[Deadline] = []
+        for kind, key in self._deadlines.pop_due(now):
+            if kind is DeadlineKind.AUTH:
+                fired.append(Deadline(kind, key=key))
+                continue
+            session = self._sessions.get(SessionId(key))
+            if session is None:
+                continue
+            result = self._fire(kind, session, now)
+            if result is not None:
+                fired.append(result)
+        return fired
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _fire(self, kind: DeadlineKind, session: Session, now: float) -> Deadline | None:
+        policy, sid = self.policy, session.id
+        if kind is DeadlineKind.PING:
+            if (DeadlineKind.PONG, sid) not in self._deadlines:
+                self._deadlines.schedule((DeadlineKind.PONG, sid), now + policy.heartbeat_timeout)
+            self._schedule_ping(sid, now, first=False)
+            return Deadline(kind, session)
+        if kind is DeadlineKind.PONG:
+            self.transport_lost(sid, now)
+            return Deadline(kind, session)
+        if kind is DeadlineKind.GRACE:
+            self.close(sid, SessionEvent.GRACE_EXPIRED)
+            return Deadline(kind, session)
+        idle_since = self._last_activity.get(sid, now)
+        if kind is DeadlineKind.AWAY and policy.away_after is not None:
+            due = idle_since + policy.away_after
+            if due > now:  # activity since it was armed: push it back
+                self._deadlines.schedule((kind, sid), due)
+                return None
+            session.auto_away = True
+            return Deadline(kind, session)
+        if kind is DeadlineKind.INACTIVITY and policy.inactivity_timeout is not None:
+            due = idle_since + policy.inactivity_timeout
+            if due > now:
+                self._deadlines.schedule((kind, sid), due)
+                return None
+            self.close(sid, SessionEvent.FORCE_LEAVE)
+            return Deadline(kind, session)
+        return None
+
+    def _start_active(self, session: Session, now: float, *, first: bool) -> None:
+        sid = session.id
+        self._last_activity[sid] = now
+        self._schedule_ping(sid, now, first=first)
+        if self.policy.away_after is not None:
+            self._deadlines.schedule((DeadlineKind.AWAY, sid), now + self.policy.away_after)
+        if self.policy.inactivity_timeout is not None:
+            self._deadlines.schedule(
+                (DeadlineKind.INACTIVITY, sid), now + self.policy.inactivity_timeout
+            )
+
+    def _schedule_ping(self, sid: SessionId, now: float, *, first: bool) -> None:
+        # Jitter only ever shortens the period, so detection stays within interval + timeout;
+        # the first ping is spread over half an interval so reconnect storms do not stay aligned.
+        spread = 0.5 if first else 0.1
+        period = self.policy.heartbeat_interval * (1.0 - spread * self._jitter())
+        self._deadlines.schedule((DeadlineKind.PING, sid), now + period)
+
+    def _stop_active(self, sid: SessionId) -> None:
+        for kind in (DeadlineKind.PING, DeadlineKind.PONG, DeadlineKind.AWAY):
+            self._deadlines.cancel((kind, sid))
+        self._deadlines.cancel((DeadlineKind.INACTIVITY, sid))
+
+    def _forget(self, session: Session) -> None:
+        self._stop_active(session.id)
+        self._deadlines.cancel((DeadlineKind.GRACE, session.id))
+        self._sessions.pop(session.id, None)
+        self._tokens.pop(session.resume_token, None)
+        self._last_activity.pop(session.id, None)

@@ -1,0 +1,200 @@
+"""Room membership derived from sessions, returning the transition each change causes.
+
+A user is a member of a room while at least one of its sessions is in it. Adding the user's
+first session is JOINED, removing its last is LEFT, a device count or metadata change is
+UPDATED; each of those bumps the room's version. A hidden entry (the user is invisible) is a
+member nobody else sees: its changes are NONE and it is left out of snapshots and counts.
+This is the memory store's room state and the reference the Redis scripts follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from presenced.typing import RoomId, SessionId, UserId
+
+__all__ = ["ChangeKind", "MemberEntry", "RoomChange", "RoomSnapshot", "Roster", "RosterEntry"]
+
+
+class ChangeKind(Enum):
+    JOINED = "joined"
+    LEFT = "left"
+    UPDATED = "updated"
+    NONE = "none"  # nothing others can see changed
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChange:
+    """What a membership operation did, as the room's other members should learn it."""
+
+    room: RoomId
+    user: UserId
+    kind: ChangeKind
+    version: int
+    devices: int = 0
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEntry:
+    """One visible member in a snapshot."""
+
+    user: UserId
+    devices: int
+    meta: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSnapshot:
+    room: RoomId
+    version: int
+    members: list[MemberEntry]
+
+
+@dataclass(slots=True)
+class RosterEntry:
+    sessions: dict[SessionId, None] = field(default_factory=dict)  # ordered set
+    meta: dict[str, Any] | None = None
+    hidden: bool = False
+
+
+@dataclass(slots=True)
+class _Room:
+    version: int = 0
+    visible: int = 0  # members not hidden, kept so count() is O(1)
+    members: dict[UserId, RosterEntry] = field(default_factory=dict)
+
+
+class Roster:
+    """Every room's members and version."""
+
+    __slots__ = ("_rooms",)
+
+    def __init__(self) -> None:
+        self._rooms: dict[RoomId, _Room] = {}
+
+    def add(
+        self,
+        room: RoomId,
+        user: UserId,
+        session: SessionId,
+        meta: dict[str, Any] | None,
+        hidden: bool,
+    ) -> RoomChange:
+        """Put ``session`` in ``room``; ``meta`` (when not None) replaces the user's metadata."""
+        r = self._rooms.setdefault(room, _Room())
+        entry = r.members.get(user)
+        if entry is None:
+            entry = r.members[user] = RosterEntry(hidden=hidden)
+            entry.sessions[session] = None
+            entry.meta = meta
+            if hidden:
+                return RoomChange(room, user, ChangeKind.NONE, r.version, 1, meta)
+            r.visible += 1
+            r.version += 1
+            return RoomChange(room, user, ChangeKind.JOINED, r.version, 1, meta)
+        changed = session not in entry.sessions or (meta is not None and meta != entry.meta)
+        entry.sessions[session] = None
+        if meta is not None:
+            entry.meta = meta
+        return self._updated(room, r, user, entry, changed)
+
+    def remove(self, room: RoomId, user: UserId, session: SessionId) -> RoomChange:
+        """Take ``session`` out of ``room``; LEFT when it was the user's last session there."""
+        r = self._rooms.get(room)
+        entry = r.members.get(user) if r else None
+        if r is None or entry is None or session not in entry.sessions:
+            return RoomChange(room, user, ChangeKind.NONE, r.version if r else 0)
+        del entry.sessions[session]
+        if entry.sessions:
+            return self._updated(room, r, user, entry, True)
+        del r.members[user]
+        if entry.hidden:
+            change = RoomChange(room, user, ChangeKind.NONE, r.version)
+        else:
+            r.visible -= 1
+            r.version += 1
+            change = RoomChange(room, user, ChangeKind.LEFT, r.version)
+        if not r.members:
+            del self._rooms[room]
+        return change
+
+    def set_meta(self, room: RoomId, user: UserId, meta: dict[str, Any]) -> RoomChange:
+        r = self._rooms.get(room)
+        entry = r.members.get(user) if r else None
+        if r is None or entry is None:
+            return RoomChange(room, user, ChangeKind.NONE, r.version if r else 0)
+        changed = entry.meta != meta
+        entry.meta = meta
+        return self._updated(room, r, user, entry, changed)
+
+    def touch(self, room: RoomId, user: UserId) -> RoomChange:
+        """Something about the user others see (status) changed: UPDATED with a new version."""
+        r = self._rooms.get(room)
+        entry = r.members.get(user) if r else None
+        if r is None or entry is None:
+            return RoomChange(room, user, ChangeKind.NONE, r.version if r else 0)
+        return self._updated(room, r, user, entry, True)
+
+    def set_hidden(self, room: RoomId, user: UserId, hidden: bool) -> RoomChange:
+        """Hide (LEFT for others) or reveal (JOINED for others) a member."""
+        r = self._rooms.get(room)
+        entry = r.members.get(user) if r else None
+        if r is None or entry is None or entry.hidden == hidden:
+            return RoomChange(room, user, ChangeKind.NONE, r.version if r else 0)
+        entry.hidden = hidden
+        r.version += 1
+        if hidden:
+            r.visible -= 1
+            return RoomChange(room, user, ChangeKind.LEFT, r.version)
+        r.visible += 1
+        return RoomChange(room, user, ChangeKind.JOINED, r.version, len(entry.sessions), entry.meta)
+
+    def snapshot(self, room: RoomId) -> RoomSnapshot:
+        """The visible members and the version they are current at."""
+        r = self._rooms.get(room)
+        if r is None:
+            return RoomSnapshot(room, 0, [])
+        members = [
+            MemberEntry(user, len(e.sessions), e.meta)
+            for user, e in r.members.items()
+            if not e.hidden
+        ]
+        return RoomSnapshot(room, r.version, members)
+
+    def count(self, room: RoomId) -> int:
+        r = self._rooms.get(room)
+        return r.visible if r else 0
+
+    def version(self, room: RoomId) -> int:
+        r = self._rooms.get(room)
+        return r.version if r else 0
+
+    def is_member(self, room: RoomId, user: UserId) -> bool:
+        r = self._rooms.get(room)
+        return r is not None and user in r.members
+
+    def sessions_in(self, room: RoomId, user: UserId) -> list[SessionId]:
+        r = self._rooms.get(room)
+        entry = r.members.get(user) if r else None
+        return list(entry.sessions) if entry else []
+
+    def rooms(self) -> list[RoomId]:
+        return list(self._rooms)
+
+    def members_of(self, room: RoomId, *, include_hidden: bool = False) -> set[UserId]:
+        r = self._rooms.get(room)
+        if r is None:
+            return set()
+        return {u for u, e in r.members.items() if include_hidden or not e.hidden}
+
+    def _updated(
+        self, room: RoomId, r: _Room, user: UserId, entry: RosterEntry, changed: bool
+    ) -> RoomChange:
+        devices = len(entry.sessions)
+        if not changed or entry.hidden:
+            return RoomChange(room, user, ChangeKind.NONE, r.version, devices, entry.meta)
+        r.version += 1
+        return RoomChange(room, user, ChangeKind.UPDATED, r.version, devices, entry.meta)

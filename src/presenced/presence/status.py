@@ -1,0 +1,151 @@
+"""User presence derived from sessions: status aggregation, invisibility, last seen.
+
+A user is online while at least one of its sessions is ACTIVE or in GRACE. Its status is the
+aggregate of its devices' statuses by :data:`STATUS_PRECEDENCE` (explicit invisible, dnd and
+busy win over online, which wins over away). An invisible user appears offline to everyone
+else: :meth:`PresenceBook.public` is what others see, :meth:`PresenceBook.private` what the
+user's own devices see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from presenced.typing import SessionId, UserId
+
+__all__ = [
+    "OFFLINE",
+    "STATUS_PRECEDENCE",
+    "PresenceBook",
+    "PresenceChange",
+    "UserPresence",
+    "aggregate_status",
+]
+
+OFFLINE = "offline"
+STATUS_PRECEDENCE: dict[str, int] = {"invisible": 5, "dnd": 4, "busy": 3, "online": 2, "away": 1}
+
+
+def aggregate_status(statuses: Iterable[str]) -> str:
+    """The user's status over its devices; ``offline`` when it has none."""
+    best = OFFLINE
+    rank = 0
+    for status in statuses:
+        r = STATUS_PRECEDENCE[status]
+        if r > rank:
+            best, rank = status, r
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class UserPresence:
+    """A user's presence as one viewer sees it."""
+
+    user: UserId
+    online: bool
+    status: str
+    devices: int
+    text: str | None = None
+    last_seen: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """Before and after of the public view, plus the private aggregate after the change."""
+
+    before: UserPresence
+    after: UserPresence
+    aggregate: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    @property
+    def went_online(self) -> bool:
+        return not self.before.online and self.after.online
+
+    @property
+    def went_offline(self) -> bool:
+        return self.before.online and not self.after.online
+
+
+@dataclass(slots=True)
+class _DeviceStatus:
+    status: str
+    text: str | None
+    seq: int  # when it was set, to pick the newest text among equal statuses
+
+
+@dataclass(slots=True)
+class _User:
+    sessions: dict[SessionId, _DeviceStatus] = field(default_factory=dict)
+    last_seen: float | None = None
+
+
+class PresenceBook:
+    """Per-user presence from per-session statuses; the memory store's presence state."""
+
+    __slots__ = ("_seq", "_users")
+
+    def __init__(self) -> None:
+        self._users: dict[UserId, _User] = {}
+        self._seq = 0
+
+    def set(
+        self, user: UserId, session: SessionId, status: str, text: str | None, wall: float
+    ) -> PresenceChange:
+        """Add a session or change its status."""
+        before = self.public(user)
+        entry = self._users.setdefault(user, _User())
+        self._seq += 1
+        entry.sessions[session] = _DeviceStatus(status, text, self._seq)
+        return self._change(user, before, wall)
+
+    def remove(self, user: UserId, session: SessionId, wall: float) -> PresenceChange:
+        """Remove a closed session; the last one leaves ``last_seen = wall``."""
+        before = self.public(user)
+        entry = self._users.get(user)
+        if entry is not None:
+            entry.sessions.pop(session, None)
+        return self._change(user, before, wall)
+
+    def private(self, user: UserId) -> UserPresence:
+        """The user's true presence (what its own devices see)."""
+        entry = self._users.get(user)
+        if entry is None or not entry.sessions:
+            last = entry.last_seen if entry else None
+            return UserPresence(user, False, OFFLINE, 0, None, last)
+        status = aggregate_status(d.status for d in entry.sessions.values())
+        newest = max(
+            (d for d in entry.sessions.values() if d.status == status), key=lambda d: d.seq
+        )
+        return UserPresence(user, True, status, len(entry.sessions), newest.text, None)
+
+    def public(self, user: UserId) -> UserPresence:
+        """What everyone else sees: invisible users appear offline."""
+        view = self.private(user)
+        if view.status == "invisible":
+            entry = self._users.get(user)
+            return UserPresence(user, False, OFFLINE, 0, None, entry.last_seen if entry else None)
+        return view
+
+    def sessions(self, user: UserId) -> list[SessionId]:
+        entry = self._users.get(user)
+        return list(entry.sessions) if entry else []
+
+    def online_users(self) -> list[UserId]:
+        return [u for u, e in self._users.items() if e.sessions]
+
+    def _change(self, user: UserId, before: UserPresence, wall: float) -> PresenceChange:
+        after = self.public(user)
+        entry = self._users.get(user)
+        if entry is not None and before.online and not after.online:
+            entry.last_seen = wall
+            after = self.public(user)
+        if entry is not None and not entry.sessions and entry.last_seen is None:
+            # Never seen online by anyone (e.g. invisible the whole time): forget it.
+            del self._users[user]
+        private = self.private(user)
+        return PresenceChange(before, after, private.status)
