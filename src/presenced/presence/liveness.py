@@ -30,11 +30,16 @@ class DeadlineKind(Enum):
     AWAY = "away"  # idle past away_after: the session is now auto-away
     INACTIVITY = "inactivity"  # idle past inactivity_timeout: the session is now CLOSED
     AUTH = "auth"  # a connection did not authenticate in time
+    SLOW = "slow"  # a connection's send buffer stayed full for too long
+
+
+_CONNECTION_KINDS = frozenset({DeadlineKind.AUTH, DeadlineKind.SLOW})
 
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
-    """A deadline that fired. ``session`` is set for session deadlines, ``key`` for AUTH."""
+    """A deadline that fired: ``session`` for session deadlines, ``key`` for connection ones
+    (AUTH, SLOW)."""
 
     kind: DeadlineKind
     session: Session | None = None
@@ -142,13 +147,16 @@ class SessionRegistry:
         """A pong arrived: the transport is alive."""
         self._deadlines.cancel((DeadlineKind.PONG, session_id))
 
-    # --- connections before auth ---------------------------------------------------------
+    # --- connection deadlines (AUTH, SLOW), keyed by connection id -------------------------
 
-    def watch_auth(self, key: str, now: float) -> None:
-        self._deadlines.schedule((DeadlineKind.AUTH, key), now + self.policy.auth_timeout)
+    def arm(self, kind: DeadlineKind, key: str, when: float) -> None:
+        """Arm a connection deadline; it fires once unless disarmed first."""
+        if kind not in _CONNECTION_KINDS:
+            raise ValueError(f"{kind} is a session deadline, not a connection one")
+        self._deadlines.schedule((kind, key), when)
 
-    def auth_done(self, key: str) -> None:
-        self._deadlines.cancel((DeadlineKind.AUTH, key))
+    def disarm(self, kind: DeadlineKind, key: str) -> None:
+        self._deadlines.cancel((kind, key))
 
     # --- time ----------------------------------------------------------------------------
 
@@ -159,7 +167,7 @@ class SessionRegistry:
         """Fire every deadline due at ``now``, applying its transition; returns what fired."""
         fired: list[Deadline] = []
         for kind, key in self._deadlines.pop_due(now):
-            if kind is DeadlineKind.AUTH:
+            if kind in _CONNECTION_KINDS:
                 fired.append(Deadline(kind, key=key))
                 continue
             session = self._sessions.get(SessionId(key))

@@ -15,12 +15,12 @@ import msgspec
 
 from presenced.errors import ProtocolError
 from presenced.protocol.codes import ErrorCode
-from presenced.protocol.messages import ClientMessage, ServerMessage
+from presenced.protocol.messages import Auth, ClientMessage, ServerMessage
 
-__all__ = ["decode_client", "decode_server", "encode"]
+__all__ = ["convert_auth", "decode_client", "decode_server", "encode"]
 
-_client_decoder = msgspec.json.Decoder(ClientMessage)
-_server_decoder = msgspec.json.Decoder(ServerMessage)
+_client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
 _encoder = msgspec.json.Encoder()
 _any_decoder = msgspec.json.Decoder()
 
@@ -48,6 +48,18 @@ def decode_client(data: bytes | str, *, max_bytes: int | None = None) -> ClientM
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
 
 
+def convert_auth(fields: dict[str, Any]) -> Auth:
+    """Build an ``auth`` request from connect-URL parameters, validated like a frame.
+
+    Values arrive as strings, so numbers are converted (``protocol=1``) where the field wants
+    them; errors name the field exactly as :func:`decode_client` does.
+    """
+    try:
+        return msgspec.convert(fields, Auth, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _classify_validation(str(exc), None) from None
+
+
 def decode_server(data: bytes | str) -> ServerMessage:
     """Parse a server frame (used by the client SDK and tests)."""
     return _server_decoder.decode(data)
@@ -69,11 +81,10 @@ def _classify_validation(text: str, ref: str | int | None) -> ProtocolError:
     match = _PATH.search(text)
     path = match.group("path").lstrip(".") if match else ""
     reason = text[: match.start()] if match else text
-    if path == "type" or reason.startswith("Invalid value"):
-        if path == "type" or "`type`" in reason:
-            return ProtocolError(
-                ErrorCode.UNKNOWN_TYPE, f"unknown message type: {reason}", field="type", ref=ref
-            )
+    if path == "type":
+        return ProtocolError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown message type: {reason}", field="type", ref=ref
+        )
     missing = re.match(r"Object missing required field `(?P<name>[^`]+)`", reason)
     if missing:
         field = f"{path}.{missing['name']}" if path else missing["name"]

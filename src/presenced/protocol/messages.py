@@ -46,6 +46,7 @@ __all__ = [
     "RoomMembers",
     "RoomMembersReply",
     "RoomMeta",
+    "RoomMetaUpdated",
     "ServerMessage",
     "StatusSet",
     "StatusUpdated",
@@ -229,6 +230,15 @@ class RoomCountReply(_Server, tag="room.count"):
     ref: Ref = None
 
 
+class RoomMetaUpdated(_Server, tag="room.meta"):
+    """Reply to room.meta: the metadata now in force and the room version."""
+
+    room: str
+    version: int
+    meta: Meta_
+    ref: Ref = None
+
+
 class StatusUpdated(_Server, tag="status.updated"):
     """This session's status was set; ``aggregate`` is the user's status over all devices."""
 
@@ -329,6 +339,7 @@ ServerMessage = (
     | RoomLeft
     | RoomMembersReply
     | RoomCountReply
+    | RoomMetaUpdated
     | StatusUpdated
     | Presence
     | PresenceSubscribed

@@ -1,0 +1,207 @@
+"""One client connection: frames in, decoded requests to the node, encoded messages out.
+
+The connection owns what is per socket: decoding and its errors, the rate limit, the auth
+gate, request ordering (a request that suspends holds back the next ones) and the send side
+with its flow-control signals. What a request *means* is the node's business
+(:mod:`presenced.server.handlers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from presenced.errors import ProtocolError
+from presenced.presence.ratelimit import TokenBucket
+from presenced.presence.session import Session
+from presenced.protocol.codec import decode_client, encode
+from presenced.protocol.codes import ErrorCode
+from presenced.protocol.messages import Auth, ClientMessage, Error, ServerMessage
+from presenced.server.eager import run_eager
+from presenced.server.transport import ConnectRequest, Transport
+
+if TYPE_CHECKING:
+    from presenced.server.node import Node
+
+__all__ = ["Connection"]
+
+log = logging.getLogger(__name__)
+
+
+class Connection:
+    """The gateway side of one WebSocket (a :class:`TransportHandler`)."""
+
+    __slots__ = (
+        "_backlog",
+        "_busy",
+        "bucket",
+        "closing",
+        "id",
+        "node",
+        "paused",
+        "request",
+        "session",
+        "transport",
+    )
+
+    def __init__(self, node: Node, request: ConnectRequest, conn_id: str) -> None:
+        self.node = node
+        self.request = request
+        self.id = conn_id
+        self.transport: Transport | None = None
+        self.session: Session | None = None  # set once authenticated
+        self.closing = False
+        self.paused = False
+        settings = node.settings
+        self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, node.clock.monotonic())
+        self._busy: asyncio.Task[None] | None = None
+        self._backlog: deque[bytes] = deque()
+
+    def __repr__(self) -> str:
+        who = f"{self.session.user}/{self.session.device}" if self.session else "anonymous"
+        return f"<Connection {self.id} {who}>"
+
+    # --- transport callbacks ----------------------------------------------------------------
+
+    def on_open(self, transport: Transport) -> None:
+        self.transport = transport
+        transport.set_buffer_limit(self.node.settings.send_queue_bytes)
+        self.node.connection_opened(self)
+
+    def on_text(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self._busy is not None:
+            # Bounded by the rate limit's burst: beyond it requests are refused, not queued.
+            if len(self._backlog) >= self.node.settings.rate_burst:
+                self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
+                return
+            self._backlog.append(data)
+            return
+        self._process(data)
+
+    def on_binary(self, data: bytes) -> None:
+        self.send_error(
+            ProtocolError(ErrorCode.BAD_JSON, "binary frames are not supported: send JSON text")
+        )
+
+    def on_oversize(self, size: int) -> None:
+        limit = self.node.settings.max_frame_bytes
+        self.send_error(
+            ProtocolError(
+                ErrorCode.FRAME_TOO_LARGE, f"frame of {size} bytes is over the limit of {limit}"
+            )
+        )
+
+    def on_pong(self) -> None:
+        if self.session is not None:
+            self.node.registry.pong(self.session.id)
+
+    def on_write_paused(self) -> None:
+        self.paused = True
+        self.node.write_paused(self)
+
+    def on_write_resumed(self) -> None:
+        self.paused = False
+        self.node.write_resumed(self)
+
+    def on_closed(self) -> None:
+        self.closing = True
+        self.transport = None
+        self._backlog.clear()
+        self.node.connection_closed(self)
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def _process(self, data: bytes) -> None:
+        node = self.node
+        now = node.clock.monotonic()
+        try:
+            message = decode_client(data, max_bytes=node.settings.max_frame_bytes)
+        except ProtocolError as exc:
+            self.bucket.take(now)  # bad frames count against the rate too
+            self.send_error(exc)
+            return
+        if not self.bucket.take(now):
+            self.send_error(
+                ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"over {node.settings.rate_limit:g} messages/s: request dropped",
+                    ref=message.ref,
+                )
+            )
+            return
+        self.start(message)
+
+    def start(self, message: ClientMessage) -> None:
+        """Run the request now; if it has to wait, hold later ones until it is done."""
+        task = run_eager(self._handle(message))
+        if task is not None:
+            self._busy = task
+            task.add_done_callback(self._drain)
+        else:
+            self.node.rearm()
+
+    async def _handle(self, message: ClientMessage) -> None:
+        node = self.node
+        try:
+            if self.session is None:
+                if isinstance(message, Auth):
+                    await node.authenticate(self, message)
+                else:
+                    raise ProtocolError(
+                        ErrorCode.NOT_AUTHENTICATED,
+                        "authenticate first: send an auth message",
+                        ref=message.ref,
+                    )
+            else:
+                session = self.session
+                if node.registry.activity(session.id, node.clock.monotonic()):
+                    await node.set_status(session)  # back from auto-away
+                await node.handle(self, message)
+        except ProtocolError as exc:
+            if exc.ref is None:
+                exc.ref = message.ref
+            self.send_error(exc)
+        except Exception:
+            log.exception("request %s failed on %r", type(message).__name__, self)
+            self.send_error(
+                ProtocolError(ErrorCode.INTERNAL, "internal error: retry", ref=message.ref)
+            )
+
+    def _drain(self, task: asyncio.Task[None]) -> None:
+        self._busy = None
+        self.node.rearm()
+        while self._backlog and self._busy is None and not self.closing:
+            self._process(self._backlog.popleft())
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def send(self, message: ServerMessage) -> None:
+        self.send_bytes(encode(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        transport.send_text(data)
+        if self.paused and transport.buffered() > 4 * self.node.settings.send_queue_bytes:
+            # Far past the limit: do not wait for the slow-consumer deadline to bound memory.
+            self.node.slow_consumer(self)
+
+    def send_error(self, exc: ProtocolError) -> None:
+        self.send(Error(code=exc.code.value, message=exc.message, field=exc.field, ref=exc.ref))
+        if exc.fatal:
+            self.node.close_for(self, exc.code)
+
+    def close(self, code: int, reason: str, *, abort: bool = False) -> None:
+        """Close the socket (idempotent); ``abort`` drops it without flushing."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        self.closing = True
+        transport.close(code, reason)
+        if abort:
+            transport.abort()

@@ -1,0 +1,203 @@
+"""What each authenticated request does: one small coroutine per message type.
+
+Handlers check what only the server can check (room patterns, per-session limits,
+membership), ask the backplane for the transition, publish it through the node, then reply.
+A :class:`ProtocolError` raised here becomes an ``error`` reply with the request's ref.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from presenced.auth import room_allowed
+from presenced.errors import ProtocolError
+from presenced.presence.session import RoomOptions, Session
+from presenced.protocol.codes import ErrorCode, LeaveReason
+from presenced.protocol.messages import (
+    Activity,
+    Auth,
+    ClientMessage,
+    Heartbeat,
+    HeartbeatAck,
+    Logout,
+    PresenceSubscribe,
+    PresenceSubscribed,
+    PresenceUnsubscribe,
+    PresenceUnsubscribed,
+    RoomCount,
+    RoomCountReply,
+    RoomJoin,
+    RoomJoined,
+    RoomLeave,
+    RoomLeft,
+    RoomMembers,
+    RoomMembersReply,
+    RoomMeta,
+    RoomMetaUpdated,
+    StatusSet,
+    StatusUpdated,
+)
+from presenced.server.connection import Connection
+from presenced.server.node import Node
+from presenced.typing import RoomId, UserId
+
+__all__ = ["dispatch"]
+
+Handler = Callable[[Node, Connection, Session, Any], Awaitable[None]]
+
+
+async def dispatch(node: Node, conn: Connection, message: ClientMessage) -> None:
+    """Route an authenticated request to its handler."""
+    session = conn.session
+    assert session is not None
+    await _HANDLERS[type(message)](node, conn, session, message)
+
+
+def _check_room(session: Session, room: str) -> RoomId:
+    if not room_allowed(session.room_patterns, room):
+        raise ProtocolError(
+            ErrorCode.ROOM_FORBIDDEN, f"your token does not allow room {room!r}", field="room"
+        )
+    return RoomId(room)
+
+
+def _member_room(session: Session, room: str) -> RoomId:
+    if room not in session.rooms:
+        raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"not a member of room {room!r}", field="room")
+    return RoomId(room)
+
+
+async def _auth(node: Node, conn: Connection, session: Session, msg: Auth) -> None:
+    raise ProtocolError(ErrorCode.ALREADY_AUTHENTICATED, "this connection is authenticated")
+
+
+async def _heartbeat(node: Node, conn: Connection, session: Session, msg: Heartbeat) -> None:
+    conn.send(HeartbeatAck(time=node.clock.wall(), ref=msg.ref))
+
+
+async def _activity(node: Node, conn: Connection, session: Session, msg: Activity) -> None:
+    """Activity itself was recorded on arrival; here only an auto-away is lifted."""
+
+
+async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -> None:
+    room = _check_room(session, msg.room)
+    limit = node.settings.max_rooms_per_session
+    if room not in session.rooms and len(session.rooms) >= limit:
+        raise ProtocolError(
+            ErrorCode.TOO_MANY_ROOMS, f"a session may be in at most {limit} rooms", field="room"
+        )
+    backplane = node.backplane
+    private = await backplane.presence.get_private(session.user)
+    change = await backplane.rooms.add(
+        room, session.user, session.id, msg.meta, private.status == "invisible"
+    )
+    previous = session.rooms.get(room)
+    meta = msg.meta if msg.meta is not None else (previous.meta if previous else None)
+    session.rooms[room] = RoomOptions(meta=meta, device_events=msg.device_events)
+    await node.attach_room(conn, room, msg.device_events)
+    await node.publish_change(change, origin=session.id)
+    snapshot = await backplane.rooms.snapshot(room)
+    conn.send(
+        RoomJoined(
+            room=room, version=snapshot.version, members=await node.members(snapshot), ref=msg.ref
+        )
+    )
+    await backplane.sessions.put(session)
+
+
+async def _leave(node: Node, conn: Connection, session: Session, msg: RoomLeave) -> None:
+    room = _member_room(session, msg.room)
+    change = await node.backplane.rooms.remove(room, session.user, session.id)
+    del session.rooms[room]
+    node.detach_room(conn, room)
+    await node.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
+    conn.send(RoomLeft(room=room, ref=msg.ref))
+    await node.backplane.sessions.put(session)
+
+
+async def _members(node: Node, conn: Connection, session: Session, msg: RoomMembers) -> None:
+    room = _check_room(session, msg.room)
+    snapshot = await node.backplane.rooms.snapshot(room)
+    conn.send(
+        RoomMembersReply(
+            room=room, version=snapshot.version, members=await node.members(snapshot), ref=msg.ref
+        )
+    )
+
+
+async def _count(node: Node, conn: Connection, session: Session, msg: RoomCount) -> None:
+    room = _check_room(session, msg.room)
+    count, version = await node.backplane.rooms.count(room)
+    conn.send(RoomCountReply(room=room, version=version, count=count, ref=msg.ref))
+
+
+async def _meta(node: Node, conn: Connection, session: Session, msg: RoomMeta) -> None:
+    room = _member_room(session, msg.room)
+    change = await node.backplane.rooms.set_meta(room, session.user, msg.meta)
+    session.rooms[room].meta = msg.meta
+    await node.publish_change(change, origin=session.id)
+    conn.send(RoomMetaUpdated(room=room, version=change.version, meta=msg.meta, ref=msg.ref))
+    await node.backplane.sessions.put(session)
+
+
+async def _status(node: Node, conn: Connection, session: Session, msg: StatusSet) -> None:
+    session.status = msg.status
+    session.text = msg.text
+    session.auto_away = False
+    change = await node.set_status(session)
+    conn.send(
+        StatusUpdated(status=msg.status, aggregate=change.aggregate, text=msg.text, ref=msg.ref)
+    )
+
+
+async def _subscribe(
+    node: Node, conn: Connection, session: Session, msg: PresenceSubscribe
+) -> None:
+    users = [UserId(u) for u in dict.fromkeys(msg.users)]
+    new = [u for u in users if u not in session.subscriptions]
+    limit = node.settings.max_subscriptions_per_session
+    if len(session.subscriptions) + len(new) > limit:
+        raise ProtocolError(
+            ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+            f"a session may watch at most {limit} users "
+            f"({len(session.subscriptions)} watched, {len(new)} more asked)",
+            field="users",
+        )
+    for user in new:
+        session.subscriptions.add(user)
+        await node.watch(conn, user)
+    conn.send(PresenceSubscribed(users=await node.presence_of(users), ref=msg.ref))
+    await node.backplane.sessions.put(session)
+
+
+async def _unsubscribe(
+    node: Node, conn: Connection, session: Session, msg: PresenceUnsubscribe
+) -> None:
+    users = [UserId(u) for u in dict.fromkeys(msg.users)]
+    for user in users:
+        if user in session.subscriptions:
+            session.subscriptions.discard(user)
+            node.unwatch(conn, user)
+    conn.send(PresenceUnsubscribed(users=list(users), ref=msg.ref))
+    await node.backplane.sessions.put(session)
+
+
+async def _logout(node: Node, conn: Connection, session: Session, msg: Logout) -> None:
+    await node.logout(conn, session)
+
+
+_HANDLERS: dict[type[Any], Handler] = {
+    Auth: _auth,
+    Heartbeat: _heartbeat,
+    Activity: _activity,
+    RoomJoin: _join,
+    RoomLeave: _leave,
+    RoomMembers: _members,
+    RoomCount: _count,
+    RoomMeta: _meta,
+    StatusSet: _status,
+    PresenceSubscribe: _subscribe,
+    PresenceUnsubscribe: _unsubscribe,
+    Logout: _logout,
+}

@@ -1,0 +1,67 @@
+"""The transport seam: what the gateway needs from a WebSocket library, and nothing more.
+
+A library adapter (:mod:`presenced.server.ws_picows`) turns each accepted connection into a
+:class:`Transport` and calls the :class:`TransportHandler` it gets for it. Swapping the
+library means writing one adapter; the gateway does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["ConnectRequest", "Transport", "TransportHandler"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """The HTTP upgrade request, as the gateway needs it."""
+
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # lower-cased names
+    peer: str
+
+
+class Transport(Protocol):
+    """One open WebSocket. Every method returns at once; nothing here awaits."""
+
+    def send_text(self, data: bytes) -> None:
+        """Queue one text frame (UTF-8 JSON bytes) for sending."""
+
+    def ping(self) -> None: ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame and drop the connection once it is flushed."""
+
+    def abort(self) -> None:
+        """Drop the connection now, without a close handshake."""
+
+    def buffered(self) -> int:
+        """Bytes queued in user space and the kernel-side write buffer not yet sent."""
+
+    def set_buffer_limit(self, high: int) -> None:
+        """Above ``high`` queued bytes the handler's ``on_write_paused`` is called."""
+
+
+class TransportHandler(Protocol):
+    """The gateway's side of one connection; the adapter calls these."""
+
+    def on_open(self, transport: Transport) -> None: ...
+
+    def on_text(self, data: bytes) -> None: ...
+
+    def on_binary(self, data: bytes) -> None: ...
+
+    def on_pong(self) -> None: ...
+
+    def on_oversize(self, size: int) -> None:
+        """A frame larger than the configured limit arrived (its payload is not kept)."""
+
+    def on_write_paused(self) -> None: ...
+
+    def on_write_resumed(self) -> None: ...
+
+    def on_closed(self) -> None:
+        """The transport is gone (close handshake, reset, or our own close)."""

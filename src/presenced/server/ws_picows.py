@@ -1,0 +1,168 @@
+"""The picows adapter: presenced's WebSocket transport, chosen by measurement.
+
+picows is callback based (no task per connection) and writes frames straight to the asyncio
+transport, which keeps idle memory per connection and fan-out cost low; docs/benchmarks.md has
+the figures. Plain HTTP GETs on the same port are answered by ``http_routes`` (health).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlsplit
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from presenced.server.transport import ConnectRequest, TransportHandler
+
+__all__ = ["HttpResponse", "PicowsTransport", "start_picows_server"]
+
+log = logging.getLogger(__name__)
+
+HttpResponse = tuple[int, bytes, str]
+"""status, body, content type"""
+
+HandlerFactory = Callable[[ConnectRequest], TransportHandler | None]
+HttpRoute = Callable[[ConnectRequest], HttpResponse | None]
+
+# picows refuses frames over this outright (close 1009); below it, presenced's own
+# max_frame_bytes check answers FRAME_TOO_LARGE in-band and keeps the connection.
+HARD_FRAME_CAP_FACTOR = 16
+
+
+class PicowsTransport:
+    """:class:`presenced.server.transport.Transport` over a picows WSTransport."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: WSTransport) -> None:
+        self._ws = ws
+
+    def send_text(self, data: bytes) -> None:
+        self._ws.send(WSMsgType.TEXT, data)
+
+    def ping(self) -> None:
+        self._ws.send_ping()
+
+    def close(self, code: int, reason: str) -> None:
+        if not self._ws.is_close_frame_sent:
+            self._ws.send_close(WSCloseCode(code), reason.encode())
+        self._ws.disconnect(graceful=True)
+
+    def abort(self) -> None:
+        self._ws.disconnect(graceful=False)
+
+    def buffered(self) -> int:
+        return int(self._ws.underlying_transport.get_write_buffer_size())
+
+    def set_buffer_limit(self, high: int) -> None:
+        self._ws.underlying_transport.set_write_buffer_limits(high=high)
+
+
+class _Listener(WSListener):
+    """Bridges picows callbacks to a TransportHandler."""
+
+    def __init__(self, handler: TransportHandler, max_frame: int) -> None:
+        self.handler = handler
+        self.max_frame = max_frame
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.handler.on_open(PicowsTransport(transport))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if not frame.fin:
+                # Fragmented messages are not part of the protocol: clients send whole frames.
+                transport.send_close(WSCloseCode.UNSUPPORTED_DATA, b"fragmented frames")
+                transport.disconnect()
+                return
+            if frame.payload_size > self.max_frame:
+                self.handler.on_oversize(frame.payload_size)
+            elif kind is WSMsgType.TEXT:
+                self.handler.on_text(frame.get_payload_as_bytes())
+            else:
+                self.handler.on_binary(frame.get_payload_as_bytes())
+        elif kind is WSMsgType.PONG:
+            self.handler.on_pong()
+        elif kind is WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.handler.on_closed()
+
+    def pause_writing(self) -> None:
+        self.handler.on_write_paused()
+
+    def resume_writing(self) -> None:
+        self.handler.on_write_resumed()
+
+
+def _request(req: WSUpgradeRequest) -> ConnectRequest:
+    raw = req.path.decode("latin-1")
+    parts = urlsplit(raw)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    return ConnectRequest(path=parts.path, query=query, headers=headers, peer="")
+
+
+async def start_picows_server(
+    host: str,
+    port: int,
+    *,
+    ws_path: str,
+    handler_factory: HandlerFactory,
+    http_route: HttpRoute,
+    max_frame_bytes: int,
+    reuse_port: bool = False,
+) -> asyncio.Server:
+    """Listen on host:port; WebSocket upgrades on ``ws_path``, plain GETs to ``http_route``."""
+
+    def factory(
+        req: WSUpgradeRequest,
+    ) -> WSListener | WSUpgradeResponseWithListener | None:
+        request = _request(req)
+        is_upgrade = "websocket" in request.headers.get("upgrade", "").lower()
+        if is_upgrade and request.path == ws_path:
+            handler = handler_factory(request)
+            if handler is None:
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(503, b"shutting down"), None
+                )
+            return _Listener(handler, max_frame_bytes)
+        routed = http_route(request)
+        if routed is None:
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(404, b"not found"), None
+            )
+        status, body, content_type = routed
+        headers = {"Content-Type": content_type, "Cache-Control": "no-store"}
+        if status < 400:
+            response = WSUpgradeResponse.create_ok_response(body, headers)
+        else:
+            response = WSUpgradeResponse.create_error_response(status, body, headers)
+        return WSUpgradeResponseWithListener(response, None)
+
+    return await ws_create_server(
+        factory,
+        host,
+        port,
+        max_frame_size=max_frame_bytes * HARD_FRAME_CAP_FACTOR,
+        enable_auto_ping=False,  # presenced pings from its own deadline queue, jittered
+        enable_auto_pong=True,
+        websocket_handshake_timeout=10,
+        reuse_port=reuse_port,
+    )

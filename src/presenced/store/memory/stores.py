@@ -1,0 +1,148 @@
+"""In-memory implementations of the store Protocols, over the core's pure structures.
+
+Each method completes without suspending, so every transition is atomic with respect to the
+event loop. Session records are stored as copies, with the same value semantics a networked
+store has.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from presenced.presence.roster import RoomChange, RoomSnapshot, Roster
+from presenced.presence.session import Session
+from presenced.presence.status import PresenceBook, PresenceChange, UserPresence
+from presenced.store.base import Backplane, MessageHandler
+from presenced.typing import RoomId, SessionId, UserId
+
+__all__ = [
+    "MemoryBroker",
+    "MemoryPresenceStore",
+    "MemoryRoomStore",
+    "MemorySessionStore",
+    "memory_backplane",
+]
+
+
+class MemorySessionStore:
+    def __init__(self) -> None:
+        self._by_id: dict[SessionId, Session] = {}
+        self._by_token: dict[str, SessionId] = {}
+        self._by_user: dict[UserId, set[SessionId]] = {}
+
+    async def put(self, session: Session) -> None:
+        old = self._by_id.get(session.id)
+        if old is not None and old.resume_token != session.resume_token:
+            self._by_token.pop(old.resume_token, None)
+        self._by_id[session.id] = copy.deepcopy(session)
+        self._by_token[session.resume_token] = session.id
+        self._by_user.setdefault(session.user, set()).add(session.id)
+
+    async def get(self, session_id: SessionId) -> Session | None:
+        found = self._by_id.get(session_id)
+        return copy.deepcopy(found) if found else None
+
+    async def by_resume_token(self, token: str) -> Session | None:
+        sid = self._by_token.get(token)
+        return await self.get(sid) if sid is not None else None
+
+    async def delete(self, session_id: SessionId) -> None:
+        old = self._by_id.pop(session_id, None)
+        if old is None:
+            return
+        self._by_token.pop(old.resume_token, None)
+        ids = self._by_user.get(old.user)
+        if ids is not None:
+            ids.discard(session_id)
+            if not ids:
+                del self._by_user[old.user]
+
+    async def of_user(self, user: UserId) -> list[Session]:
+        return [copy.deepcopy(self._by_id[s]) for s in self._by_user.get(user, ())]
+
+
+class MemoryRoomStore:
+    def __init__(self) -> None:
+        self.roster = Roster()
+
+    async def add(
+        self,
+        room: RoomId,
+        user: UserId,
+        session: SessionId,
+        meta: dict[str, Any] | None,
+        hidden: bool,
+    ) -> RoomChange:
+        return self.roster.add(room, user, session, meta, hidden)
+
+    async def remove(self, room: RoomId, user: UserId, session: SessionId) -> RoomChange:
+        return self.roster.remove(room, user, session)
+
+    async def set_meta(self, room: RoomId, user: UserId, meta: dict[str, Any]) -> RoomChange:
+        return self.roster.set_meta(room, user, meta)
+
+    async def touch(self, room: RoomId, user: UserId) -> RoomChange:
+        return self.roster.touch(room, user)
+
+    async def set_hidden(self, room: RoomId, user: UserId, hidden: bool) -> RoomChange:
+        return self.roster.set_hidden(room, user, hidden)
+
+    async def snapshot(self, room: RoomId) -> RoomSnapshot:
+        return self.roster.snapshot(room)
+
+    async def count(self, room: RoomId) -> tuple[int, int]:
+        return self.roster.count(room), self.roster.version(room)
+
+
+class MemoryPresenceStore:
+    def __init__(self) -> None:
+        self.book = PresenceBook()
+
+    async def set(
+        self, user: UserId, session: SessionId, status: str, text: str | None, wall: float
+    ) -> PresenceChange:
+        return self.book.set(user, session, status, text, wall)
+
+    async def remove(self, user: UserId, session: SessionId, wall: float) -> PresenceChange:
+        return self.book.remove(user, session, wall)
+
+    async def get_many(self, users: Iterable[UserId]) -> list[UserPresence]:
+        return [self.book.public(u) for u in users]
+
+    async def get_private(self, user: UserId) -> UserPresence:
+        return self.book.private(user)
+
+
+class MemoryBroker:
+    """Delivers synchronously to this process's one handler per channel."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, MessageHandler] = {}
+
+    async def publish(self, channel: str, payload: bytes, origin: str | None = None) -> None:
+        handler = self._handlers.get(channel)
+        if handler is not None:
+            handler(payload, origin)
+
+    async def subscribe(self, channel: str, handler: MessageHandler) -> None:
+        self._handlers[channel] = handler
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._handlers.pop(channel, None)
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._handlers)
+
+
+def memory_backplane() -> Backplane:
+    """A fresh in-memory backplane."""
+    return Backplane(
+        sessions=MemorySessionStore(),
+        rooms=MemoryRoomStore(),
+        presence=MemoryPresenceStore(),
+        broker=MemoryBroker(),
+        name="memory",
+    )

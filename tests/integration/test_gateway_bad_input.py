@@ -1,0 +1,82 @@
+"""Bad input gets a precise error, and neither the connection nor anyone else suffers."""
+
+from __future__ import annotations
+
+import pytest
+
+from presenced.protocol.messages import Error, RoomJoined
+from tests.conftest import Connect, ServerFactory
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "field"),
+    [
+        ("{not json", "BAD_JSON", None),
+        ("[1, 2]", "BAD_JSON", None),
+        ('{"type": "room.dance", "ref": "r9"}', "UNKNOWN_TYPE", "type"),
+        ('{"type": "room.join", "ref": "r9"}', "BAD_REQUEST", "room"),
+        ('{"type": "room.join", "room": 7, "ref": "r9"}', "BAD_REQUEST", "room"),
+        ('{"type": "status.set", "status": "sleepy", "ref": "r9"}', "BAD_REQUEST", "status"),
+        ('{"type": "presence.subscribe", "users": [], "ref": "r9"}', "BAD_REQUEST", "users"),
+        ('{"type": "room.leave", "room": "nowhere", "ref": "r9"}', "NOT_IN_ROOM", "room"),
+        (
+            '{"type": "auth", "user": "x", "device": "y", "ref": "r9"}',
+            "ALREADY_AUTHENTICATED",
+            None,
+        ),
+    ],
+)
+async def test_each_bad_request_gets_its_code_and_field(
+    connect: Connect, frame: str, code: str, field: str | None
+) -> None:
+    bystander = await connect("carol", "w")
+    await bystander.request({"type": "room.join", "room": "r"})
+    client = await connect("alice", "p")
+    await client.request({"type": "room.join", "room": "r"})
+    mark = len(client.received)
+    await client.send_raw(frame)
+    error = await client.wait_for("error", start=mark)
+    assert isinstance(error, Error)
+    assert (error.code, error.field) == (code, field)
+    if '"ref"' in frame:
+        assert error.ref == "r9"
+    # The connection survives and still works; the bystander saw nothing of it.
+    assert isinstance(await client.request({"type": "room.join", "room": "r"}), RoomJoined)
+    members = await bystander.request({"type": "room.members", "room": "r"})
+    assert {m.user for m in members.members} == {"alice", "carol"}  # type: ignore[union-attr]
+
+
+async def test_oversized_frame_is_refused_in_band(make_server: ServerFactory) -> None:
+    from presenced.testing import ProtocolClient
+
+    running = await make_server(max_frame_bytes=1024)
+    client = await ProtocolClient.connect(running.url + "?user=a&device=d")
+    await client.wait_for("welcome")
+    await client.send_raw('{"type":"heartbeat","pad":"' + "x" * 4000 + '"}')
+    error = await client.wait_for("error")
+    assert isinstance(error, Error) and error.code == "FRAME_TOO_LARGE"
+    assert type(await client.request({"type": "heartbeat"})).__name__ == "HeartbeatAck"
+    await client.close()
+
+
+async def test_binary_frames_are_refused(connect: Connect) -> None:
+    client = await connect("alice", "p")
+    await client.send_raw(b"\x00\x01")
+    error = await client.wait_for("error")
+    assert isinstance(error, Error) and error.code == "BAD_JSON"
+
+
+async def test_rate_limit_drops_excess_requests_only(make_server: ServerFactory) -> None:
+    from presenced.testing import ProtocolClient
+
+    running = await make_server(rate_limit=5, rate_burst=5)
+    client = await ProtocolClient.connect(running.url + "?user=a&device=d")
+    await client.wait_for("welcome")
+    for i in range(20):
+        await client.send({"type": "heartbeat", "ref": i})
+    limited = await client.wait_for(lambda m: isinstance(m, Error) and m.code == "RATE_LIMITED")
+    assert isinstance(limited, Error)
+    acks = client.of_type("heartbeat.ack")
+    assert 1 <= len(acks) <= 6
+    assert not client.closed.is_set()
+    await client.close()
