@@ -158,6 +158,12 @@ def _serve(args: argparse.Namespace) -> int:
         return run(settings)
     except KeyboardInterrupt:  # Ctrl-C before the server installed its own handlers
         return 130
+    except OSError as exc:  # the port is taken, the host is not ours...
+        print(
+            f"presenced: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

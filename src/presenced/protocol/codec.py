@@ -44,7 +44,8 @@ def decode_client(data: bytes | str, *, max_bytes: int | None = None) -> ClientM
         return _client_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _classify_validation(str(exc), _recover_ref(data)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        # Invalid UTF-8 inside a string surfaces as UnicodeDecodeError, not DecodeError.
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
 
 
@@ -68,7 +69,7 @@ def decode_server(data: bytes | str) -> ServerMessage:
 def _recover_ref(data: bytes | str) -> str | int | None:
     try:
         obj: Any = _any_decoder.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeError):
         return None
     if isinstance(obj, dict):
         ref = obj.get("ref")

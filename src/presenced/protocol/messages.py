@@ -58,7 +58,7 @@ __all__ = [
 Ref = str | int | None
 """Client-chosen request id, echoed in the reply or error."""
 
-Name = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s]+$")]
+Name = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s]+\Z")]
 """A room, user or device id: 1-256 characters, no white space."""
 
 StatusText = Annotated[str, Meta(max_length=256)]

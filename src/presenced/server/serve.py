@@ -66,7 +66,7 @@ def make_verifier(settings: Settings) -> TokenVerifier | None:
     return TokenVerifier(
         secret=settings.jwt_secret,
         public_key=settings.jwt_public_key,  # PEM text: config already read any @file
-        algorithms=settings.effective_jwt_algorithms,
+        algorithms=settings.jwt_algorithms,  # None: the verifier derives them from the key
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         leeway=settings.jwt_leeway,
