@@ -1,0 +1,831 @@
+"""The wire codec: round trips, and every class of malformed client input.
+
+Every client and server message type must survive encode -> decode unchanged, with every
+optional field set and with none. Every bad frame must become a :class:`ProtocolError` with
+the documented code, the offending ``field`` and the request's ``ref`` when it can be read;
+never another exception, which would reach the connection as an internal error. The
+property tests feed arbitrary bytes, and JSON frames damaged at random, to ``decode_client``.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from presenced.errors import ProtocolError
+from presenced.protocol.codec import convert_auth, decode_client, decode_server, encode
+from presenced.protocol.codes import ErrorCode
+from presenced.protocol.messages import (
+    Activity,
+    Auth,
+    ClientMessage,
+    DeviceBack,
+    DeviceDropped,
+    DeviceGone,
+    Error,
+    ForceLeave,
+    Heartbeat,
+    HeartbeatAck,
+    Logout,
+    Member,
+    MemberJoined,
+    MemberLeft,
+    MemberUpdated,
+    Presence,
+    PresenceSubscribe,
+    PresenceSubscribed,
+    PresenceUnsubscribe,
+    PresenceUnsubscribed,
+    RoomCount,
+    RoomCountReply,
+    RoomJoin,
+    RoomJoined,
+    RoomLeave,
+    RoomLeft,
+    RoomMembers,
+    RoomMembersReply,
+    RoomMeta,
+    RoomMetaUpdated,
+    ServerMessage,
+    StatusSet,
+    StatusUpdated,
+    Welcome,
+)
+
+__all__: list[str] = []
+
+CLIENT_TYPES: tuple[type[msgspec.Struct], ...] = typing.get_args(ClientMessage)
+SERVER_TYPES: tuple[type[msgspec.Struct], ...] = typing.get_args(ServerMessage)
+DECODE_CODES = {ErrorCode.BAD_JSON, ErrorCode.UNKNOWN_TYPE, ErrorCode.BAD_REQUEST}
+
+
+def _tag(cls: type[msgspec.Struct]) -> str:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+CLIENT_BY_TAG = {_tag(cls): cls for cls in CLIENT_TYPES}
+
+# --- samples -------------------------------------------------------------------------------
+
+# Every field set to something other than its default, so a round trip exercises all of them.
+CLIENT_FULL: list[Any] = [
+    Auth(
+        device="phone-7f3a",
+        token="eyJhbGciOiJIUzI1NiJ9.e30.sig",
+        user="alice",
+        device_info={"app": "ios", "version": [3, 2], "beta": True, "note": None},
+        resume="rt_Kp0c",
+        protocol=2,
+        ref="a1",
+    ),
+    Heartbeat(ref=17),
+    Activity(ref="act"),
+    RoomJoin(room="lobby", meta={"seat": 4, "nick": "Ali"}, device_events=True, ref=1),
+    RoomLeave(room="lobby", ref="l1"),
+    RoomMembers(room="lobby", ref=0),
+    RoomCount(room="lobby", ref=-3),
+    RoomMeta(room="lobby", meta={"seat": 5, "hand": True}, ref="m1"),
+    StatusSet(status="dnd", text="in a meeting", ref=3),
+    PresenceSubscribe(users=["bob", "carol"], ref="s1"),
+    PresenceUnsubscribe(users=["carol"], ref="s2"),
+    Logout(ref="bye"),
+]
+
+CLIENT_MINIMAL: list[Any] = [
+    Auth(device="d"),
+    Heartbeat(),
+    Activity(),
+    RoomJoin(room="r"),
+    RoomLeave(room="r"),
+    RoomMembers(room="r"),
+    RoomCount(room="r"),
+    RoomMeta(room="r", meta={}),
+    StatusSet(status="online"),
+    PresenceSubscribe(users=["u"]),
+    PresenceUnsubscribe(users=["u"]),
+    Logout(),
+]
+
+_MEMBERS = [
+    Member(user="alice", status="online", devices=1, text="hi", meta={"seat": 4}),
+    Member(user="bob", status="busy", devices=2),
+]
+_PRESENCE_FULL = Presence(
+    user="carol", online=False, status="offline", devices=0, text="gone", last_seen=1795431600.5
+)
+
+SERVER_FULL: list[Any] = [
+    Welcome(
+        session="s_1",
+        resume_token="rt_2",
+        user="alice",
+        device="phone",
+        protocol=1,
+        heartbeat_interval=20.0,
+        heartbeat_timeout=10.0,
+        grace=30.0,
+        resumed=True,
+        status="busy",
+        inactivity_timeout=3600.0,
+        rooms=["lobby", "table-9"],
+        subscriptions=["bob"],
+        text="lunch",
+        resume_error="grace expired",
+        ref="a1",
+    ),
+    HeartbeatAck(time=1795435200.125, ref=17),
+    RoomJoined(room="lobby", version=42, members=_MEMBERS, ref="j1"),
+    RoomLeft(room="lobby", ref="l1"),
+    RoomMembersReply(room="lobby", version=43, members=_MEMBERS, ref=8),
+    RoomCountReply(room="lobby", version=43, count=2, ref=9),
+    RoomMetaUpdated(room="lobby", version=44, meta={"seat": 5}, ref="m1"),
+    StatusUpdated(status="dnd", aggregate="invisible", text="meeting", ref=3),
+    _PRESENCE_FULL,
+    PresenceSubscribed(
+        users=[_PRESENCE_FULL, Presence(user="bob", online=True, status="busy", devices=2)],
+        ref="s1",
+    ),
+    PresenceUnsubscribed(users=["carol"], ref="s2"),
+    MemberJoined(
+        room="lobby", version=45, user="dave", status="online", devices=1, text="t", meta={"a": 1}
+    ),
+    MemberLeft(room="lobby", version=46, user="dave", reason="grace_expired"),
+    MemberUpdated(
+        room="lobby", version=47, user="bob", status="away", devices=3, text="t", meta={"b": 2}
+    ),
+    DeviceDropped(room="lobby", user="bob", device="phone-2", grace=30.0),
+    DeviceBack(room="lobby", user="bob", device="phone-2"),
+    DeviceGone(room="lobby", user="bob", device="phone-2", reason="grace_expired"),
+    ForceLeave(reason="inactivity_timeout", message="idle for 3600 s"),
+    Error(code="BAD_REQUEST", message="field `room`: too long", field="room", ref="j1"),
+]
+
+SERVER_MINIMAL: list[Any] = [
+    Welcome(
+        session="s",
+        resume_token="t",
+        user="u",
+        device="d",
+        protocol=1,
+        heartbeat_interval=20.0,
+        heartbeat_timeout=10.0,
+        grace=30.0,
+        resumed=False,
+        status="online",
+    ),
+    HeartbeatAck(time=0.0),
+    RoomJoined(room="r", version=0, members=[]),
+    RoomLeft(room="r"),
+    RoomMembersReply(room="r", version=0, members=[]),
+    RoomCountReply(room="r", version=0, count=0),
+    RoomMetaUpdated(room="r", version=1, meta={}),
+    StatusUpdated(status="online", aggregate="online"),
+    Presence(user="u", online=True, status="online", devices=1),
+    PresenceSubscribed(users=[]),
+    PresenceUnsubscribed(users=[]),
+    MemberJoined(room="r", version=1, user="u", status="online", devices=1),
+    MemberLeft(room="r", version=2, user="u", reason="left"),
+    MemberUpdated(room="r", version=3, user="u", status="online", devices=2),
+    DeviceDropped(room="r", user="u", device="d", grace=1.5),
+    DeviceBack(room="r", user="u", device="d"),
+    DeviceGone(room="r", user="u", device="d", reason="node_lost"),
+    ForceLeave(reason="kicked", message="bye"),
+    Error(code="INTERNAL", message="oops"),
+]
+
+
+def _ids(messages: list[Any]) -> list[str]:
+    return [_tag(type(m)) for m in messages]
+
+
+def _required(cls: type[msgspec.Struct]) -> list[str]:
+    return [f.name for f in msgspec.structs.fields(cls) if f.required]
+
+
+def _minimal_frame(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """A valid frame of ``cls`` as a dict: its tag and only the required fields."""
+    sample = next(m for m in CLIENT_MINIMAL if type(m) is cls)
+    frame: dict[str, Any] = {"type": _tag(cls)}
+    for name in _required(cls):
+        frame[name] = getattr(sample, name)
+    return frame
+
+
+def _reject(data: bytes | str, **kwargs: Any) -> ProtocolError:
+    """Decode ``data``, which must fail with a ProtocolError (and nothing else)."""
+    with pytest.raises(ProtocolError) as info:
+        decode_client(data, **kwargs)
+    assert info.value.fatal is False  # the codec never closes a connection
+    return info.value
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(obj)
+
+
+# --- the samples cover everything ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("samples", "types"),
+    [
+        (CLIENT_FULL, CLIENT_TYPES),
+        (CLIENT_MINIMAL, CLIENT_TYPES),
+        (SERVER_FULL, SERVER_TYPES),
+        (SERVER_MINIMAL, SERVER_TYPES),
+    ],
+    ids=["client-full", "client-minimal", "server-full", "server-minimal"],
+)
+def test_samples_cover_every_message_type(samples: list[Any], types: tuple[type, ...]) -> None:
+    assert sorted(_ids(samples)) == sorted(_tag(cls) for cls in types)
+    assert len({type(m) for m in samples}) == len(samples)
+
+
+@pytest.mark.parametrize("message", CLIENT_FULL + SERVER_FULL, ids=_ids(CLIENT_FULL + SERVER_FULL))
+def test_full_samples_set_every_optional_field(message: Any) -> None:
+    for f in msgspec.structs.fields(type(message)):
+        value = getattr(message, f.name)
+        if f.default is not msgspec.NODEFAULT:
+            assert value != f.default, f"{f.name} left at its default"
+        if f.default_factory is not msgspec.NODEFAULT:
+            assert value != f.default_factory(), f"{f.name} left at its default"
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message", CLIENT_FULL + CLIENT_MINIMAL, ids=_ids(CLIENT_FULL) + _ids(CLIENT_MINIMAL)
+)
+def test_client_message_round_trip(message: Any) -> None:
+    data = encode(message)
+    assert isinstance(data, bytes)
+    assert msgspec.json.decode(data)["type"] == _tag(type(message))
+    decoded = decode_client(data)
+    assert type(decoded) is type(message)
+    assert decoded == message
+    assert decode_client(data.decode()) == message  # text input too
+
+
+@pytest.mark.parametrize(
+    "message", SERVER_FULL + SERVER_MINIMAL, ids=_ids(SERVER_FULL) + _ids(SERVER_MINIMAL)
+)
+def test_server_message_round_trip(message: Any) -> None:
+    data = encode(message)
+    assert msgspec.json.decode(data)["type"] == _tag(type(message))
+    decoded = decode_server(data)
+    assert type(decoded) is type(message)
+    assert decoded == message
+
+
+@pytest.mark.parametrize("message", SERVER_MINIMAL, ids=_ids(SERVER_MINIMAL))
+def test_server_omits_fields_at_their_default(message: Any) -> None:
+    """docs/protocol.md: "absent means default"; only required fields go on the wire."""
+    sent = msgspec.json.decode(encode(message))
+    assert set(sent) == {"type", *_required(type(message))}
+
+
+def test_nested_presence_carries_its_type_and_member_does_not() -> None:
+    subscribed = msgspec.json.decode(
+        encode(SERVER_FULL[_ids(SERVER_FULL).index("presence.subscribed")])
+    )
+    assert [u["type"] for u in subscribed["users"]] == ["presence", "presence"]
+    joined = msgspec.json.decode(encode(RoomJoined(room="r", version=1, members=_MEMBERS)))
+    assert all("type" not in m for m in joined["members"])
+    assert "text" not in joined["members"][1]
+
+
+def test_unknown_fields_are_ignored() -> None:
+    message = decode_client(b'{"type":"room.join","room":"lobby","future_field":[1,2],"ref":5}')
+    assert message == RoomJoin(room="lobby", ref=5)
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ({"type": "room.join", "room": "x" * 256}, RoomJoin(room="x" * 256)),
+        ({"type": "room.join", "room": "é" * 256}, RoomJoin(room="é" * 256)),  # characters
+        ({"type": "room.join", "room": "a:b/c#d"}, RoomJoin(room="a:b/c#d")),
+        ({"type": "auth", "device": "d" * 256}, Auth(device="d" * 256)),
+        (
+            {"type": "status.set", "status": "away", "text": "t" * 256},
+            StatusSet(status="away", text="t" * 256),
+        ),
+        (
+            {"type": "status.set", "status": "online", "text": ""},
+            StatusSet(status="online", text=""),
+        ),
+        (
+            {"type": "presence.subscribe", "users": [f"u{i}" for i in range(1000)]},
+            PresenceSubscribe(users=[f"u{i}" for i in range(1000)]),
+        ),
+        ({"type": "heartbeat", "ref": None}, Heartbeat()),
+        ({"type": "heartbeat", "ref": ""}, Heartbeat(ref="")),
+        ({"type": "heartbeat", "ref": 2**53}, Heartbeat(ref=2**53)),
+    ],
+    ids=[
+        "room-256",
+        "room-256-multibyte",
+        "room-punctuation",
+        "device-256",
+        "text-256",
+        "text-empty",
+        "users-1000",
+        "ref-null",
+        "ref-empty-string",
+        "ref-big-int",
+    ],
+)
+def test_values_at_the_limits_are_accepted(frame: dict[str, Any], expected: Any) -> None:
+    assert decode_client(_frame(frame)) == expected
+
+
+@pytest.mark.parametrize("status", ["online", "away", "busy", "dnd", "invisible"])
+def test_every_client_status_is_accepted(status: str) -> None:
+    message = decode_client(_frame({"type": "status.set", "status": status}))
+    assert isinstance(message, StatusSet)
+    assert message.status == status
+
+
+# --- not JSON, not an object, not UTF-8 ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b" ",
+        b"{",
+        b'{"type": "heartbeat"',
+        b"{'type': 'heartbeat'}",
+        b'{"type": "heartbeat",}',
+        b'{"type": "heartbeat"} {"type": "heartbeat"}',
+        b'{"type": "heartbeat"} trailing',
+        b"NaN",
+        b'{"type": "room.join", "room": "a", "meta": {"x": NaN}}',
+        b"heartbeat",
+        b'{"type": "heartbeat", "ref": "\\ud800"}',  # lone surrogate escape
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "open-brace",
+        "truncated",
+        "single-quotes",
+        "trailing-comma",
+        "two-messages",
+        "trailing-garbage",
+        "nan",
+        "nan-nested",
+        "bare-word",
+        "lone-surrogate-escape",
+    ],
+)
+def test_invalid_json_is_bad_json(data: bytes) -> None:
+    error = _reject(data)
+    assert error.code is ErrorCode.BAD_JSON
+    assert error.field is None
+    assert error.ref is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"[]", b'[{"type": "heartbeat", "ref": 1}]', b"1", b"-2.5", b'"heartbeat"', b"null", b"true"],
+    ids=["array", "array-of-message", "int", "float", "string", "null", "bool"],
+)
+def test_json_that_is_not_an_object_is_bad_json(data: bytes) -> None:
+    error = _reject(data)
+    assert error.code is ErrorCode.BAD_JSON
+    assert error.field is None
+    assert error.ref is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff",
+        b"\xef\xbb\xbf{}",  # a UTF-8 byte order mark is not JSON
+        b"\xc0\xaf",
+        b'{"type": "heartbeat", "ref": "\xff"}',
+        b'{"type": "heartbeat", "ref": "\xc3("}',
+        b'{"type": "heartbeat", "ref": "\xed\xa0\x80"}',  # CESU-8 surrogate
+        b'{"type": "heartbeat", "ref": "\xc0\xaf"}',  # overlong "/"
+        b'{"type": "room.join", "room": "\xe2\x82"}',  # truncated sequence
+        b'{"type": "room.join", "room": "lobby", "meta": {"k": "\xff"}}',
+    ],
+    ids=[
+        "ff",
+        "bom",
+        "overlong-bare",
+        "in-ref",
+        "bad-continuation",
+        "surrogate",
+        "overlong-in-string",
+        "truncated-in-room",
+        "in-meta",
+    ],
+)
+def test_invalid_utf8_is_bad_json(data: bytes) -> None:
+    error = _reject(data)
+    assert error.code is ErrorCode.BAD_JSON
+    assert error.field is None
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (b'{"\xff": 1}', "type"),
+        (b'{"type": "room.join", "room": 5, "x": "\xff"}', "room"),
+    ],
+    ids=["in-key-without-type", "after-a-bad-field"],
+)
+def test_invalid_utf8_after_a_validation_error(data: bytes, field: str) -> None:
+    """The first problem found is reported; the bytes that only the ``ref`` recovery pass
+    reads must not turn it into another exception."""
+    error = _reject(data)
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert error.field == field
+    assert error.ref is None
+
+
+# --- type ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["r", 7, None])
+def test_missing_type_is_bad_request_on_type(ref: str | int | None) -> None:
+    frame: dict[str, Any] = {"room": "lobby"}
+    if ref is not None:
+        frame["ref"] = ref
+    error = _reject(_frame(frame))
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert error.field == "type"
+    assert error.ref == ref
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "nope",
+        "",
+        "Room.Join",
+        "room.join ",
+        "room.message",  # messaging comes in a later protocol version
+        "typing.start",
+        "welcome",  # server-only types are unknown to the client decoder
+        "member.joined",
+        "error",
+        5,
+        None,
+        ["room.join"],
+    ],
+)
+def test_unknown_type(tag: Any) -> None:
+    error = _reject(_frame({"type": tag, "room": "lobby", "ref": "u1"}))
+    assert error.code is ErrorCode.UNKNOWN_TYPE
+    assert error.field == "type"
+    assert error.ref == "u1"
+
+
+# --- required fields -----------------------------------------------------------------------
+
+MISSING_CASES = [(cls, name) for cls in CLIENT_TYPES for name in _required(cls)]
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"), MISSING_CASES, ids=[f"{_tag(c)}-{n}" for c, n in MISSING_CASES]
+)
+@pytest.mark.parametrize("ref", ["req-9", 9])
+def test_missing_required_field(cls: type[msgspec.Struct], name: str, ref: str | int) -> None:
+    frame = _minimal_frame(cls)
+    del frame[name]
+    frame["ref"] = ref
+    error = _reject(_frame(frame))
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert error.field == name
+    assert error.ref == ref
+    assert type(error.ref) is type(ref)
+    assert name in error.message
+
+
+def test_every_client_message_has_the_required_fields_the_doc_lists() -> None:
+    required = {_tag(cls): _required(cls) for cls in CLIENT_TYPES}
+    assert required == {
+        "auth": ["device"],
+        "heartbeat": [],
+        "activity": [],
+        "room.join": ["room"],
+        "room.leave": ["room"],
+        "room.members": ["room"],
+        "room.count": ["room"],
+        "room.meta": ["room", "meta"],
+        "status.set": ["status"],
+        "presence.subscribe": ["users"],
+        "presence.unsubscribe": ["users"],
+        "logout": [],
+    }
+
+
+# --- wrong types ---------------------------------------------------------------------------
+
+_REF_WRONG: list[Any] = [True, False, 1.5, 1e3, [], {}, [1]]
+_NAME_WRONG: list[Any] = [5, 1.5, True, None, [], {}, ["lobby"]]
+_OPT_STR_WRONG: list[Any] = [5, True, [], {}]
+_INT_WRONG: list[Any] = ["1", 1.5, True, None, [1]]
+_BOOL_WRONG: list[Any] = [1, 0, "true", None, []]
+_STATUS_WRONG: list[Any] = [1, True, None, [], {}, ["online"]]
+_OPT_OBJ_WRONG: list[Any] = ["{}", 5, True, [], [{"a": 1}]]
+_USERS_WRONG: list[tuple[Any, str]] = [
+    ("alice", "users"),
+    (5, "users"),
+    (None, "users"),
+    ({}, "users"),
+    ({"alice": True}, "users"),
+    ([5], "users[0]"),
+    (["alice", None], "users[1]"),
+    (["alice", "bob", ["carol"]], "users[2]"),
+]
+
+# (tag, field) -> [(wrong value, the field the error must name)]
+WRONG_TYPES: dict[tuple[str, str], list[tuple[Any, str]]] = {
+    ("auth", "device"): [(v, "device") for v in _NAME_WRONG],
+    ("auth", "token"): [(v, "token") for v in _OPT_STR_WRONG],
+    ("auth", "user"): [(v, "user") for v in _OPT_STR_WRONG],
+    ("auth", "device_info"): [(v, "device_info") for v in _OPT_OBJ_WRONG],
+    ("auth", "resume"): [(v, "resume") for v in _OPT_STR_WRONG],
+    ("auth", "protocol"): [(v, "protocol") for v in _INT_WRONG],
+    ("room.join", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("room.join", "meta"): [(v, "meta") for v in _OPT_OBJ_WRONG],
+    ("room.join", "device_events"): [(v, "device_events") for v in _BOOL_WRONG],
+    ("room.leave", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("room.members", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("room.count", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("room.meta", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("room.meta", "meta"): [(v, "meta") for v in [*_OPT_OBJ_WRONG, None]],
+    ("status.set", "status"): [(v, "status") for v in _STATUS_WRONG],
+    ("status.set", "text"): [(v, "text") for v in _OPT_STR_WRONG],
+    ("presence.subscribe", "users"): _USERS_WRONG,
+    ("presence.unsubscribe", "users"): _USERS_WRONG,
+}
+for _cls in CLIENT_TYPES:
+    WRONG_TYPES[(_tag(_cls), "ref")] = [(v, "ref") for v in _REF_WRONG]
+
+WRONG_CASES = [
+    (tag, name, value, expected)
+    for (tag, name), values in WRONG_TYPES.items()
+    for value, expected in values
+]
+
+
+def test_wrong_type_table_covers_every_client_field() -> None:
+    fields = {(_tag(cls), f.name) for cls in CLIENT_TYPES for f in msgspec.structs.fields(cls)}
+    assert set(WRONG_TYPES) == fields
+
+
+@pytest.mark.parametrize(
+    ("tag", "name", "value", "expected"),
+    WRONG_CASES,
+    ids=[f"{t}-{n}-{v!r}"[:60] for t, n, v, _ in WRONG_CASES],
+)
+def test_wrong_type_is_bad_request_naming_the_field(
+    tag: str, name: str, value: Any, expected: str
+) -> None:
+    frame = _minimal_frame(CLIENT_BY_TAG[tag])
+    if name != "ref":
+        frame["ref"] = "wt"
+    frame[name] = value
+    error = _reject(_frame(frame))
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert error.field == expected
+    # A ref of the wrong type is not echoed; a good one is, whatever else is wrong.
+    assert error.ref == (None if name == "ref" else "wt")
+
+
+# --- out of range --------------------------------------------------------------------------
+
+OUT_OF_RANGE: list[tuple[str, dict[str, Any], str]] = [
+    ("empty-room", {"type": "room.join", "room": ""}, "room"),
+    ("room-space", {"type": "room.join", "room": "my room"}, "room"),
+    ("room-leading-space", {"type": "room.join", "room": " lobby"}, "room"),
+    # "$" in a Python pattern also matches before a final newline: the Name pattern must not
+    ("room-trailing-newline", {"type": "room.join", "room": "lobby\n"}, "room"),
+    ("user-trailing-newline", {"type": "presence.subscribe", "users": ["bob\n"]}, "users[0]"),
+    ("room-tab", {"type": "room.leave", "room": "a\tb"}, "room"),
+    ("room-nbsp", {"type": "room.members", "room": "a\u00a0b"}, "room"),
+    ("room-only-space", {"type": "room.count", "room": "   "}, "room"),
+    ("room-257", {"type": "room.join", "room": "x" * 257}, "room"),
+    ("room-257-multibyte", {"type": "room.meta", "room": "é" * 257, "meta": {}}, "room"),
+    ("empty-device", {"type": "auth", "device": ""}, "device"),
+    ("device-space", {"type": "auth", "device": "my phone"}, "device"),
+    ("device-257", {"type": "auth", "device": "d" * 257}, "device"),
+    ("auth-user-space", {"type": "auth", "device": "d", "user": "a b"}, "user"),
+    ("auth-user-empty", {"type": "auth", "device": "d", "user": ""}, "user"),
+    ("status-offline", {"type": "status.set", "status": "offline"}, "status"),
+    ("status-capitalised", {"type": "status.set", "status": "Online"}, "status"),
+    ("status-empty", {"type": "status.set", "status": ""}, "status"),
+    ("status-unknown", {"type": "status.set", "status": "sleeping"}, "status"),
+    ("text-257", {"type": "status.set", "status": "busy", "text": "t" * 257}, "text"),
+    ("users-empty", {"type": "presence.subscribe", "users": []}, "users"),
+    (
+        "users-1001",
+        {"type": "presence.subscribe", "users": [f"u{i}" for i in range(1001)]},
+        "users",
+    ),
+    ("unsub-users-empty", {"type": "presence.unsubscribe", "users": []}, "users"),
+    (
+        "unsub-users-1001",
+        {"type": "presence.unsubscribe", "users": [f"u{i}" for i in range(1001)]},
+        "users",
+    ),
+    ("user-empty", {"type": "presence.subscribe", "users": ["bob", ""]}, "users[1]"),
+    ("user-space", {"type": "presence.subscribe", "users": ["b b"]}, "users[0]"),
+    ("user-257", {"type": "presence.unsubscribe", "users": ["a", "b", "u" * 257]}, "users[2]"),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [(frame, field) for _, frame, field in OUT_OF_RANGE],
+    ids=[name for name, _, _ in OUT_OF_RANGE],
+)
+@pytest.mark.parametrize("ref", ["range-1", 1001])
+def test_out_of_range_is_bad_request_naming_the_field(
+    frame: dict[str, Any], expected: str, ref: str | int
+) -> None:
+    error = _reject(_frame({**frame, "ref": ref}))
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert error.field == expected
+    assert error.ref == ref
+    assert type(error.ref) is type(ref)
+
+
+# --- ref recovery --------------------------------------------------------------------------
+
+REJECTED_FRAMES: list[tuple[str, dict[str, Any], ErrorCode]] = [
+    ("unknown-type", {"type": "nope"}, ErrorCode.UNKNOWN_TYPE),
+    ("missing-type", {"room": "lobby"}, ErrorCode.BAD_REQUEST),
+    ("missing-field", {"type": "room.join"}, ErrorCode.BAD_REQUEST),
+    ("wrong-type", {"type": "room.join", "room": 5}, ErrorCode.BAD_REQUEST),
+    ("out-of-range", {"type": "status.set", "status": "offline"}, ErrorCode.BAD_REQUEST),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [(f, c) for _, f, c in REJECTED_FRAMES],
+    ids=[n for n, _, _ in REJECTED_FRAMES],
+)
+@pytest.mark.parametrize(
+    "ref",
+    ["abc", "", "ünï", 0, -5, 123456789, 2**70],
+    ids=["str", "empty-str", "unicode-str", "zero", "negative", "int", "bigint"],
+)
+def test_ref_is_recovered_from_a_rejected_frame(
+    frame: dict[str, Any], code: ErrorCode, ref: str | int
+) -> None:
+    # ref first and last: recovery must not depend on where it sits in the object
+    for data in (_frame({"ref": ref, **frame}), _frame({**frame, "ref": ref})):
+        error = _reject(data)
+        assert error.code is code
+        assert error.ref == ref
+        assert type(error.ref) is type(ref)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [(f, c) for _, f, c in REJECTED_FRAMES],
+    ids=[n for n, _, _ in REJECTED_FRAMES],
+)
+@pytest.mark.parametrize("ref", [True, False, None, 1.5, [1], {"id": 1}])
+def test_a_ref_that_is_not_a_string_or_int_is_not_echoed(
+    frame: dict[str, Any], code: ErrorCode, ref: Any
+) -> None:
+    error = _reject(_frame({**frame, "ref": ref}))
+    assert error.ref is None
+    assert error.code in DECODE_CODES
+
+
+def test_ref_of_a_valid_request_is_kept() -> None:
+    assert decode_client(b'{"type":"heartbeat","ref":"x-1"}').ref == "x-1"
+    assert decode_client(b'{"type":"heartbeat","ref":42}').ref == 42
+    assert decode_client(b'{"type":"heartbeat"}').ref is None
+
+
+def test_no_ref_from_a_frame_that_is_not_an_object() -> None:
+    assert _reject(b'[{"type": "nope", "ref": "r"}]').ref is None
+    assert _reject(b'{"type": "nope", "ref": "r"').ref is None
+
+
+# --- frame size ----------------------------------------------------------------------------
+
+
+def test_frame_at_the_limit_is_accepted() -> None:
+    data = _frame({"type": "room.join", "room": "lobby", "ref": "big"})
+    assert decode_client(data, max_bytes=len(data)) == RoomJoin(room="lobby", ref="big")
+    assert decode_client(data, max_bytes=None) == RoomJoin(room="lobby", ref="big")
+
+
+def test_frame_over_the_limit_is_too_large() -> None:
+    data = _frame({"type": "room.join", "room": "lobby", "meta": {"x": "y" * 500}, "ref": "big"})
+    error = _reject(data, max_bytes=len(data) - 1)
+    assert error.code is ErrorCode.FRAME_TOO_LARGE
+    assert error.field is None
+    assert error.ref is None  # an oversize frame is not read at all
+    assert str(len(data)) in error.message
+    assert str(len(data) - 1) in error.message
+
+
+def test_size_is_checked_before_parsing() -> None:
+    error = _reject(b"\xff" * 2000, max_bytes=1024)
+    assert error.code is ErrorCode.FRAME_TOO_LARGE
+
+
+def test_size_counts_bytes_not_characters() -> None:
+    data = _frame({"type": "room.join", "room": "é" * 100})  # 200 bytes of room
+    assert len(data) > 200
+    assert _reject(data, max_bytes=150).code is ErrorCode.FRAME_TOO_LARGE
+
+
+# --- convert_auth (connect-URL parameters) -------------------------------------------------
+
+
+def test_convert_auth_from_query_strings() -> None:
+    auth = convert_auth({"device": "phone", "token": "jwt", "protocol": "1", "resume": "rt"})
+    assert auth == Auth(device="phone", token="jwt", protocol=1, resume="rt")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"token": "jwt"}, "device"),
+        ({"device": "", "token": "jwt"}, "device"),
+        ({"device": "my phone", "token": "jwt"}, "device"),
+        ({"device": "d", "protocol": "one"}, "protocol"),
+        ({"device": "d", "user": "a b"}, "user"),
+    ],
+)
+def test_convert_auth_names_the_bad_parameter(fields: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        convert_auth(fields)
+    assert info.value.code is ErrorCode.BAD_REQUEST
+    assert info.value.field == expected
+    assert info.value.ref is None
+
+
+# --- properties ----------------------------------------------------------------------------
+
+
+def _check_decode(data: bytes) -> None:
+    """decode_client returns a client message or raises ProtocolError, and nothing else."""
+    try:
+        message = decode_client(data, max_bytes=4096)
+    except ProtocolError as exc:
+        assert exc.code in {*DECODE_CODES, ErrorCode.FRAME_TOO_LARGE}
+        assert exc.fatal is False
+        assert exc.ref is None or (isinstance(exc.ref, str | int) and not isinstance(exc.ref, bool))
+    else:
+        assert isinstance(message, CLIENT_TYPES)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=600))
+def test_decode_client_on_arbitrary_bytes(data: bytes) -> None:
+    _check_decode(data)
+
+
+_json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_field_names = st.sampled_from(
+    ["room", "meta", "users", "status", "text", "device", "token", "user", "ref", "protocol"]
+)
+
+
+@st.composite
+def _near_frames(draw: st.DrawFn) -> bytes:
+    """JSON objects that look like requests, optionally with random bytes spliced in."""
+    obj: dict[str, Any] = {"type": draw(st.sampled_from(sorted(CLIENT_BY_TAG)) | st.text())}
+    obj.update(draw(st.dictionaries(_field_names, _json, max_size=4)))
+    data = msgspec.json.encode(obj)
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(data)))
+        cut = draw(st.integers(0, 3))
+        data = data[:at] + draw(st.binary(min_size=1, max_size=4)) + data[at + cut :]
+    return data
+
+
+@settings(max_examples=400, deadline=None)
+@given(_near_frames())
+def test_decode_client_on_damaged_json_frames(data: bytes) -> None:
+    _check_decode(data)
