@@ -130,6 +130,9 @@ def run(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    if settings.log_level != "debug":
+        # picows logs every accepted connection at INFO: far too chatty for a gateway.
+        logging.getLogger("picows").setLevel(logging.WARNING)
     running = await start_server(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
