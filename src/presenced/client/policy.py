@@ -1,0 +1,258 @@
+"""The client SDK's decisions, pure: how long to wait, whether to reconnect, what to restore.
+
+Nothing here touches asyncio, sockets or a clock; randomness is passed in. That keeps the
+rules of behaviour.md ("Close codes and what a client should do", "Resume") in one place
+that unit tests can walk exhaustively, while :mod:`presenced.client.client` only applies them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from presenced.protocol.codes import CloseCode, ErrorCode
+from presenced.protocol.messages import (
+    ClientStatus,
+    PresenceSubscribe,
+    RoomJoin,
+    StatusSet,
+    Welcome,
+)
+
+__all__ = [
+    "MAX_USERS_PER_SUBSCRIBE",
+    "Backoff",
+    "Decision",
+    "Restore",
+    "ResumeState",
+    "RoomState",
+    "auth_failure_decision",
+    "reconnect_decision",
+    "retry_delay",
+]
+
+MAX_USERS_PER_SUBSCRIBE = 1000
+"""The protocol's cap on ``users`` in one presence.subscribe; restores are chunked to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter.
+
+    Attempt ``n`` (0-based) waits a uniformly random time in
+    ``[0, min(maximum, initial * multiplier ** n)]``: the window doubles (by default) on every
+    failure up to a cap, and the randomness spreads a crowd of clients that lost the same
+    server so they do not all come back in the same instant.
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.initial > 0:
+            raise ValueError(f"Backoff.initial must be > 0 seconds, got {self.initial!r}")
+        if not self.maximum >= self.initial:
+            raise ValueError(
+                f"Backoff.maximum must be >= initial ({self.initial!r}), got {self.maximum!r}"
+            )
+        if not self.multiplier >= 1:
+            raise ValueError(f"Backoff.multiplier must be >= 1, got {self.multiplier!r}")
+
+    def cap(self, attempt: int) -> float:
+        """The upper bound of the wait before attempt ``attempt``."""
+        if attempt < 0:
+            raise ValueError(f"attempt must be >= 0, got {attempt}")
+        try:
+            window = self.initial * self.multiplier**attempt
+        except OverflowError:  # huge attempt counts: long past the cap anyway
+            return self.maximum
+        return min(self.maximum, window)
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Seconds to wait before attempt ``attempt``; ``rand`` is uniform in ``[0, 1)``."""
+        if not 0.0 <= rand < 1.0:
+            raise ValueError(f"rand must be in [0, 1), got {rand!r}")
+        return rand * self.cap(attempt)
+
+
+class Decision(enum.Enum):
+    """What to do after a connection ended."""
+
+    RECONNECT_NOW = "reconnect_now"  # at once, with a small jitter (server restart)
+    RECONNECT_BACKOFF = "reconnect_backoff"  # with exponential backoff and full jitter
+    STOP = "stop"  # do not reconnect; tell the application
+
+
+# behaviour.md, "Close codes and what a client should do". Anything absent: backoff.
+_CLOSE_DECISIONS: dict[int, Decision] = {
+    CloseCode.NORMAL: Decision.STOP,
+    CloseCode.SERVICE_RESTART: Decision.RECONNECT_NOW,
+    CloseCode.AUTH_FAILED: Decision.STOP,
+    CloseCode.AUTH_TIMEOUT: Decision.RECONNECT_BACKOFF,
+    CloseCode.FORCE_LEAVE: Decision.STOP,
+    CloseCode.UNSUPPORTED_PROTOCOL: Decision.STOP,
+    CloseCode.SLOW_CONSUMER: Decision.RECONNECT_BACKOFF,
+    CloseCode.HEARTBEAT_TIMEOUT: Decision.RECONNECT_BACKOFF,
+    CloseCode.SESSION_REPLACED: Decision.STOP,
+    CloseCode.FRAME_TOO_LARGE: Decision.RECONNECT_BACKOFF,
+}
+
+
+def reconnect_decision(close_code: int | None, *, token_refreshable: bool = False) -> Decision:
+    """Whether to reconnect after a close with ``close_code``.
+
+    ``None`` means no close code at all (the connection could not be opened, or dropped
+    without a close frame, which websockets reports as 1006): reconnect with backoff.
+    ``token_refreshable`` is true when the client can fetch a new token before the next
+    attempt; then an auth failure (4001) is worth one more try instead of a stop.
+    """
+    if close_code == CloseCode.AUTH_FAILED and token_refreshable:
+        return Decision.RECONNECT_BACKOFF
+    if close_code is None:
+        return Decision.RECONNECT_BACKOFF
+    return _CLOSE_DECISIONS.get(close_code, Decision.RECONNECT_BACKOFF)
+
+
+# An ``error`` answering the auth message maps to the close code that follows it (or would).
+_AUTH_ERROR_CLOSES: dict[str, int] = {
+    ErrorCode.AUTH_FAILED: CloseCode.AUTH_FAILED,
+    ErrorCode.AUTH_TIMEOUT: CloseCode.AUTH_TIMEOUT,
+    ErrorCode.UNSUPPORTED_PROTOCOL: CloseCode.UNSUPPORTED_PROTOCOL,
+}
+
+
+def auth_failure_decision(error_code: str, *, token_refreshable: bool = False) -> Decision:
+    """What to do when the server answered a reconnect's ``auth`` with an ``error``.
+
+    A malformed request (BAD_REQUEST: the device id, say) will not fix itself: stop. Transient
+    refusals (RATE_LIMITED, SHUTTING_DOWN, INTERNAL...) back off and retry.
+    """
+    if error_code == ErrorCode.BAD_REQUEST:
+        return Decision.STOP
+    close = _AUTH_ERROR_CLOSES.get(error_code)
+    if close is None:
+        return Decision.RECONNECT_BACKOFF
+    return reconnect_decision(close, token_refreshable=token_refreshable)
+
+
+def retry_delay(decision: Decision, attempt: int, rand: float, backoff: Backoff) -> float | None:
+    """Seconds to wait before reconnect attempt ``attempt`` of an outage; ``None`` to stop.
+
+    RECONNECT_NOW always waits within the first, smallest jitter window (a restarting server
+    wants its clients back fast but not all in one instant); RECONNECT_BACKOFF widens the
+    window with every failed attempt.
+    """
+    if decision is Decision.STOP:
+        return None
+    if decision is Decision.RECONNECT_NOW:
+        return backoff.delay(0, rand)
+    return backoff.delay(attempt, rand)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """How this session joined a room: what to send again to re-join it."""
+
+    meta: dict[str, Any] | None = None
+    device_events: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """Requests to send after a ``welcome`` so the new session matches the old one."""
+
+    joins: tuple[RoomJoin, ...] = ()
+    subscribes: tuple[PresenceSubscribe, ...] = ()
+    status: StatusSet | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing has to be sent (a successful resume)."""
+        return not self.joins and not self.subscribes and self.status is None
+
+
+@dataclass(slots=True)
+class ResumeState:
+    """What the server confirmed for this session, kept so it can be restored.
+
+    The client records a change only once the server has answered it (room.joined,
+    presence.subscribed...), so this is the server's view, not the application's wishes.
+    :meth:`on_welcome` takes the new resume token and says what to send again.
+    """
+
+    resume_token: str | None = None
+    rooms: dict[str, RoomState] = field(default_factory=dict)
+    subscriptions: set[str] = field(default_factory=set)
+    status: ClientStatus | None = None  # None: never set, the server default stands
+    text: str | None = None
+
+    def joined(
+        self, room: str, meta: dict[str, Any] | None = None, device_events: bool = False
+    ) -> None:
+        """The server answered room.join. Joining again without meta keeps the old meta."""
+        old = self.rooms.get(room)
+        if meta is None and old is not None:
+            meta = old.meta
+        self.rooms[room] = RoomState(meta=meta, device_events=device_events)
+
+    def left(self, room: str) -> None:
+        """The session is no longer in ``room`` (room.left, or NOT_IN_ROOM)."""
+        self.rooms.pop(room, None)
+
+    def meta_set(self, room: str, meta: dict[str, Any]) -> None:
+        """The server accepted room.meta: a re-join carries the new metadata."""
+        old = self.rooms.get(room)
+        if old is not None:
+            self.rooms[room] = RoomState(meta=meta, device_events=old.device_events)
+
+    def subscribed(self, users: list[str]) -> None:
+        self.subscriptions.update(users)
+
+    def unsubscribed(self, users: list[str]) -> None:
+        self.subscriptions.difference_update(users)
+
+    def status_set(self, status: ClientStatus, text: str | None) -> None:
+        self.status = status
+        self.text = text
+
+    def clear(self) -> None:
+        """The session ended for good (logout, force leave): nothing is left to restore."""
+        self.resume_token = None
+        self.rooms.clear()
+        self.subscriptions.clear()
+        self.status = None
+        self.text = None
+
+    def on_welcome(self, welcome: Welcome) -> Restore:
+        """Take the new resume token and return what must be sent again.
+
+        A resumed session kept everything: nothing is sent, except for a room or watched
+        user the welcome does not list (a change the old connection made but never saw
+        confirmed). Rooms the server restored that we did not know about are adopted. A
+        fresh session (``resumed`` false, even with ``resume_error``) gets every room
+        re-joined, every watched user re-subscribed and the status re-set.
+        """
+        self.resume_token = welcome.resume_token
+        if welcome.resumed:
+            for room in welcome.rooms:
+                self.rooms.setdefault(room, RoomState())
+            rooms = [r for r in self.rooms if r not in set(welcome.rooms)]
+            users = sorted(self.subscriptions.difference(welcome.subscriptions))
+            status = None
+        else:
+            rooms = list(self.rooms)
+            users = sorted(self.subscriptions)
+            status = None
+            if self.status is not None:
+                status = StatusSet(status=self.status, text=self.text)
+        joins = tuple(
+            RoomJoin(room=r, meta=self.rooms[r].meta, device_events=self.rooms[r].device_events)
+            for r in rooms
+        )
+        subscribes = tuple(
+            PresenceSubscribe(users=users[i : i + MAX_USERS_PER_SUBSCRIBE])
+            for i in range(0, len(users), MAX_USERS_PER_SUBSCRIBE)
+        )
+        return Restore(joins=joins, subscribes=subscribes, status=status)
