@@ -31,15 +31,17 @@ class DeadlineKind(Enum):
     INACTIVITY = "inactivity"  # idle past inactivity_timeout: the session is now CLOSED
     AUTH = "auth"  # a connection did not authenticate in time
     SLOW = "slow"  # a connection's send buffer stayed full for too long
+    TYPING = "typing"  # a typing indicator ran out without a renewal
 
 
-_CONNECTION_KINDS = frozenset({DeadlineKind.AUTH, DeadlineKind.SLOW})
+# Deadlines keyed by a caller-chosen string rather than owned by a session's state.
+_KEYED_KINDS = frozenset({DeadlineKind.AUTH, DeadlineKind.SLOW, DeadlineKind.TYPING})
 
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
-    """A deadline that fired: ``session`` for session deadlines, ``key`` for connection ones
-    (AUTH, SLOW)."""
+    """A deadline that fired: ``session`` for session deadlines, ``key`` for keyed ones
+    (AUTH, SLOW, TYPING)."""
 
     kind: DeadlineKind
     session: Session | None = None
@@ -147,12 +149,12 @@ class SessionRegistry:
         """A pong arrived: the transport is alive."""
         self._deadlines.cancel((DeadlineKind.PONG, session_id))
 
-    # --- connection deadlines (AUTH, SLOW), keyed by connection id -------------------------
+    # --- keyed deadlines (AUTH, SLOW by connection id; TYPING by session and room) ----------
 
     def arm(self, kind: DeadlineKind, key: str, when: float) -> None:
-        """Arm a connection deadline; it fires once unless disarmed first."""
-        if kind not in _CONNECTION_KINDS:
-            raise ValueError(f"{kind} is a session deadline, not a connection one")
+        """Arm a keyed deadline; it fires once unless disarmed or re-armed first."""
+        if kind not in _KEYED_KINDS:
+            raise ValueError(f"{kind} is a session deadline, not a keyed one")
         self._deadlines.schedule((kind, key), when)
 
     def disarm(self, kind: DeadlineKind, key: str) -> None:
@@ -167,7 +169,7 @@ class SessionRegistry:
         """Fire every deadline due at ``now``, applying its transition; returns what fired."""
         fired: list[Deadline] = []
         for kind, key in self._deadlines.pop_due(now):
-            if kind in _CONNECTION_KINDS:
+            if kind in _KEYED_KINDS:
                 fired.append(Deadline(kind, key=key))
                 continue
             session = self._sessions.get(SessionId(key))
@@ -182,6 +184,10 @@ class SessionRegistry:
 
     def _fire(self, kind: DeadlineKind, session: Session, now: float) -> Deadline | None:
         policy, sid = self.policy, session.id
+        if kind is not DeadlineKind.GRACE and session.state is not SessionState.ACTIVE:
+            # Popped in the same batch as the PONG that just put it in GRACE (a late timer):
+            # those deadlines were cancelled by that transition and must not act.
+            return None
         if kind is DeadlineKind.PING:
             if (DeadlineKind.PONG, sid) not in self._deadlines:
                 self._deadlines.schedule((DeadlineKind.PONG, sid), now + policy.heartbeat_timeout)
