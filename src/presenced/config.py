@@ -352,6 +352,47 @@ class Settings:
             **_DURATION_GT0,
         ),
     )
+    history_size: int = field(
+        default=100,
+        metadata=_spec(
+            "int", "room events (messages, edits, deletes) kept for recovery and history", lo=0
+        ),
+    )
+    history_ttl: float = field(
+        default=3600.0,
+        metadata=_spec("duration", "how long room events are kept for recovery", **_DURATION_GT0),
+    )
+    max_message_bytes: int = field(
+        default=16384,
+        metadata=_spec(
+            "size",
+            "largest message body (JSON-encoded)",
+            lo=16,
+            hi=16 * _MiB,
+            note="and <= max_frame_bytes",
+        ),
+    )
+    message_rate: float = field(
+        default=10.0,
+        metadata=_spec("float", "room messages per second per connection", lo=0, lo_open=True),
+    )
+    message_burst: int = field(
+        default=20, metadata=_spec("int", "room messages a connection may send in a burst", lo=1)
+    )
+    typing_timeout: float = field(
+        default=5.0,
+        metadata=_spec(
+            "duration", "typing stops by itself after this long without a renewal", **_DURATION_GT0
+        ),
+    )
+    typing_throttle: float = field(
+        default=1.0,
+        metadata=_spec(
+            "duration",
+            "typing.start renewals from one session closer together than this are ignored",
+            lo=0,
+        ),
+    )
     store: str = field(
         default="memory",
         metadata=_spec(
@@ -391,6 +432,12 @@ class Settings:
                 "away_after",
                 f"{self.away_after:g}s is not less than inactivity_timeout "
                 f"({self.inactivity_timeout:g}s); allowed: > 0 and < inactivity_timeout, or off",
+            )
+        if self.max_message_bytes > self.max_frame_bytes:
+            raise ConfigError(
+                "max_message_bytes",
+                f"{self.max_message_bytes} bytes is more than max_frame_bytes "
+                f"({self.max_frame_bytes}); allowed: 16 bytes .. max_frame_bytes",
             )
         if self.auth_mode == "jwt" and self.jwt_secret is None and self.jwt_public_key is None:
             raise ConfigError(

@@ -49,7 +49,7 @@ async def test_each_bad_request_gets_its_code_and_field(
 async def test_oversized_frame_is_refused_in_band(make_server: ServerFactory) -> None:
     from presenced.testing import ProtocolClient
 
-    running = await make_server(max_frame_bytes=1024)
+    running = await make_server(max_frame_bytes=1024, max_message_bytes=512)
     client = await ProtocolClient.connect(running.url + "?user=a&device=d")
     await client.wait_for("welcome")
     await client.send_raw('{"type":"heartbeat","pad":"' + "x" * 4000 + '"}')

@@ -47,11 +47,11 @@ from presenced.client.policy import (
 )
 from presenced.protocol.codec import decode_server, encode
 from presenced.protocol.codes import CloseCode, ErrorCode
+from presenced.protocol.fields import ClientStatus
 from presenced.protocol.messages import (
     Activity,
     Auth,
     ClientMessage,
-    ClientStatus,
     Error,
     ForceLeave,
     Heartbeat,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from presenced.protocol.codes import CloseCode, ErrorCode
+from presenced.protocol.fields import ClientStatus
 from presenced.protocol.messages import (
-    ClientStatus,
     PresenceSubscribe,
     RoomJoin,
     StatusSet,

@@ -31,6 +31,10 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"  # over max_subscriptions_per_session
     RATE_LIMITED = "RATE_LIMITED"  # over the per-connection message rate; request dropped
     SLOW_CONSUMER = "SLOW_CONSUMER"  # send queue stayed full (fatal)
+    NOT_AUTHOR = "NOT_AUTHOR"  # edit/delete of another user's message without moderation
+    MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"  # no such message in the room's kept history
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"  # body over max_message_bytes; not delivered
+    MESSAGE_RATE_LIMITED = "MESSAGE_RATE_LIMITED"  # over message_rate; not delivered
     SHUTTING_DOWN = "SHUTTING_DOWN"  # the node is draining; reconnect elsewhere
     INTERNAL = "INTERNAL"  # a server fault; the request may be retried
 

@@ -9,10 +9,42 @@ of this file.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta, Struct
+
+from presenced.protocol.chat import (
+    MessageAck,
+    MessageDelete,
+    MessageDeleted,
+    MessageEdit,
+    MessageEdited,
+    MessageEvent,
+    MessageSend,
+    Position,
+    Receipt,
+    ReceiptDelivered,
+    ReceiptSeen,
+    RoomHistory,
+    RoomHistoryReply,
+    RoomRead,
+    RoomReadReply,
+    RoomRecovered,
+    TypingEvent,
+    TypingStart,
+    TypingStop,
+)
+from presenced.protocol.fields import (
+    CLIENT_STATUSES,
+    ClientBase,
+    ClientStatus,
+    MetaObject,
+    Name,
+    Ref,
+    ServerBase,
+    StatusText,
+)
 
 __all__ = [
     "CLIENT_STATUSES",
@@ -53,35 +85,10 @@ __all__ = [
     "Welcome",
 ]
 
-# --- field types -------------------------------------------------------------------------
-
-Ref = str | int | None
-"""Client-chosen request id, echoed in the reply or error."""
-
-Name = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s]+\Z")]
-"""A room, user or device id: 1-256 characters, no white space."""
-
-StatusText = Annotated[str, Meta(max_length=256)]
-ClientStatus = Literal["online", "away", "busy", "dnd", "invisible"]
-CLIENT_STATUSES: tuple[str, ...] = ("online", "away", "busy", "dnd", "invisible")
-Meta_ = dict[str, Any]
-"""Free-form JSON object (member metadata, device info); size bounded by the frame limit."""
-
-
-class _Client(Struct, tag_field="type", kw_only=True, forbid_unknown_fields=False):
-    """Base of client requests: every one may carry ``ref``."""
-
-    ref: Ref = None
-
-
-class _Server(Struct, tag_field="type", kw_only=True, omit_defaults=True):
-    """Base of server messages: fields left at their default are not sent."""
-
-
 # --- client -> server --------------------------------------------------------------------
 
 
-class Auth(_Client, tag="auth"):
+class Auth(ClientBase, tag="auth"):
     """First message when the credentials were not given in the connect URL.
 
     ``token`` is a JWT; ``user`` names the user in insecure development mode only. ``resume``
@@ -91,60 +98,62 @@ class Auth(_Client, tag="auth"):
     device: Name
     token: str | None = None
     user: Name | None = None
-    device_info: Meta_ | None = None
+    device_info: MetaObject | None = None
     resume: str | None = None
     protocol: int = 1
+    positions: dict[str, Position] | None = None  # per room, what the client saw last
 
 
-class Heartbeat(_Client, tag="heartbeat"):
+class Heartbeat(ClientBase, tag="heartbeat"):
     """Application heartbeat: refreshes the session and counts as activity; acknowledged."""
 
 
-class Activity(_Client, tag="activity"):
+class Activity(ClientBase, tag="activity"):
     """Explicit activity (user interaction) that resets the idle clock; not acknowledged."""
 
 
-class RoomJoin(_Client, tag="room.join"):
+class RoomJoin(ClientBase, tag="room.join"):
     """Join a room; ``device_events`` asks for device.dropped / device.back / device.gone."""
 
     room: Name
-    meta: Meta_ | None = None
+    meta: MetaObject | None = None
     device_events: bool = False
+    since: Position | None = None  # recover what was missed since this position
 
 
-class RoomLeave(_Client, tag="room.leave"):
+class RoomLeave(ClientBase, tag="room.leave"):
     room: Name
 
 
-class RoomMembers(_Client, tag="room.members"):
+class RoomMembers(ClientBase, tag="room.members"):
     room: Name
 
 
-class RoomCount(_Client, tag="room.count"):
+class RoomCount(ClientBase, tag="room.count"):
     room: Name
 
 
-class RoomMeta(_Client, tag="room.meta"):
+class RoomMeta(ClientBase, tag="room.meta"):
     """Replace this session's member metadata in a room; others get member.updated."""
 
     room: Name
-    meta: Meta_
+    meta: MetaObject
 
 
-class StatusSet(_Client, tag="status.set"):
+class StatusSet(ClientBase, tag="status.set"):
     status: ClientStatus
     text: StatusText | None = None
 
 
-class PresenceSubscribe(_Client, tag="presence.subscribe"):
+class PresenceSubscribe(ClientBase, tag="presence.subscribe"):
     users: Annotated[list[Name], Meta(min_length=1, max_length=1000)]
 
 
-class PresenceUnsubscribe(_Client, tag="presence.unsubscribe"):
+class PresenceUnsubscribe(ClientBase, tag="presence.unsubscribe"):
     users: Annotated[list[Name], Meta(min_length=1, max_length=1000)]
 
 
-class Logout(_Client, tag="logout"):
+class Logout(ClientBase, tag="logout"):
     """End the session now: every room sees it leave at once (no grace)."""
 
 
@@ -161,6 +170,15 @@ ClientMessage = (
     | PresenceSubscribe
     | PresenceUnsubscribe
     | Logout
+    | MessageSend
+    | MessageEdit
+    | MessageDelete
+    | ReceiptDelivered
+    | ReceiptSeen
+    | RoomRead
+    | RoomHistory
+    | TypingStart
+    | TypingStop
 )
 
 # --- server -> client --------------------------------------------------------------------
@@ -173,10 +191,10 @@ class Member(Struct, kw_only=True, omit_defaults=True):
     status: str
     devices: int
     text: str | None = None
-    meta: Meta_ | None = None
+    meta: MetaObject | None = None
 
 
-class Welcome(_Server, tag="welcome"):
+class Welcome(ServerBase, tag="welcome"):
     """Authentication succeeded. On a resume, ``resumed`` is true and ``rooms`` lists the
     rooms restored; when a resume was asked for and failed, ``resume_error`` says why and a
     fresh session was opened instead."""
@@ -199,47 +217,47 @@ class Welcome(_Server, tag="welcome"):
     ref: Ref = None
 
 
-class HeartbeatAck(_Server, tag="heartbeat.ack"):
+class HeartbeatAck(ServerBase, tag="heartbeat.ack"):
     time: float
     ref: Ref = None
 
 
-class RoomJoined(_Server, tag="room.joined"):
+class RoomJoined(ServerBase, tag="room.joined"):
     room: str
     version: int
     members: list[Member]
     ref: Ref = None
 
 
-class RoomLeft(_Server, tag="room.left"):
+class RoomLeft(ServerBase, tag="room.left"):
     room: str
     ref: Ref = None
 
 
-class RoomMembersReply(_Server, tag="room.members"):
+class RoomMembersReply(ServerBase, tag="room.members"):
     room: str
     version: int
     members: list[Member]
     ref: Ref = None
 
 
-class RoomCountReply(_Server, tag="room.count"):
+class RoomCountReply(ServerBase, tag="room.count"):
     room: str
     version: int
     count: int
     ref: Ref = None
 
 
-class RoomMetaUpdated(_Server, tag="room.meta"):
+class RoomMetaUpdated(ServerBase, tag="room.meta"):
     """Reply to room.meta: the metadata now in force and the room version."""
 
     room: str
     version: int
-    meta: Meta_
+    meta: MetaObject
     ref: Ref = None
 
 
-class StatusUpdated(_Server, tag="status.updated"):
+class StatusUpdated(ServerBase, tag="status.updated"):
     """This session's status was set; ``aggregate`` is the user's status over all devices."""
 
     status: str
@@ -248,7 +266,7 @@ class StatusUpdated(_Server, tag="status.updated"):
     ref: Ref = None
 
 
-class Presence(_Server, tag="presence"):
+class Presence(ServerBase, tag="presence"):
     """A watched user's presence, now or after a change. Invisible users appear offline."""
 
     user: str
@@ -259,44 +277,44 @@ class Presence(_Server, tag="presence"):
     last_seen: float | None = None
 
 
-class PresenceSubscribed(_Server, tag="presence.subscribed"):
+class PresenceSubscribed(ServerBase, tag="presence.subscribed"):
     users: list[Presence]
     ref: Ref = None
 
 
-class PresenceUnsubscribed(_Server, tag="presence.unsubscribed"):
+class PresenceUnsubscribed(ServerBase, tag="presence.unsubscribed"):
     users: list[str]
     ref: Ref = None
 
 
-class MemberJoined(_Server, tag="member.joined"):
+class MemberJoined(ServerBase, tag="member.joined"):
     room: str
     version: int
     user: str
     status: str
     devices: int
     text: str | None = None
-    meta: Meta_ | None = None
+    meta: MetaObject | None = None
 
 
-class MemberLeft(_Server, tag="member.left"):
+class MemberLeft(ServerBase, tag="member.left"):
     room: str
     version: int
     user: str
     reason: str
 
 
-class MemberUpdated(_Server, tag="member.updated"):
+class MemberUpdated(ServerBase, tag="member.updated"):
     room: str
     version: int
     user: str
     status: str
     devices: int
     text: str | None = None
-    meta: Meta_ | None = None
+    meta: MetaObject | None = None
 
 
-class DeviceDropped(_Server, tag="device.dropped"):
+class DeviceDropped(ServerBase, tag="device.dropped"):
     """A device of a member lost its transport and is in grace (rooms that asked only)."""
 
     room: str
@@ -305,27 +323,27 @@ class DeviceDropped(_Server, tag="device.dropped"):
     grace: float
 
 
-class DeviceBack(_Server, tag="device.back"):
+class DeviceBack(ServerBase, tag="device.back"):
     room: str
     user: str
     device: str
 
 
-class DeviceGone(_Server, tag="device.gone"):
+class DeviceGone(ServerBase, tag="device.gone"):
     room: str
     user: str
     device: str
     reason: str
 
 
-class ForceLeave(_Server, tag="force_leave"):
+class ForceLeave(ServerBase, tag="force_leave"):
     """The server ended this session (inactivity, kick); the connection closes next."""
 
     reason: str
     message: str
 
 
-class Error(_Server, tag="error"):
+class Error(ServerBase, tag="error"):
     code: str
     message: str
     field: str | None = None
@@ -352,4 +370,13 @@ ServerMessage = (
     | DeviceGone
     | ForceLeave
     | Error
+    | MessageAck
+    | MessageEvent
+    | MessageEdited
+    | MessageDeleted
+    | Receipt
+    | RoomReadReply
+    | RoomHistoryReply
+    | RoomRecovered
+    | TypingEvent
 )

@@ -39,6 +39,7 @@ class Connection:
         "bucket",
         "closing",
         "id",
+        "message_bucket",
         "node",
         "paused",
         "request",
@@ -55,7 +56,9 @@ class Connection:
         self.closing = False
         self.paused = False
         settings = node.settings
-        self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, node.clock.monotonic())
+        now = node.clock.monotonic()
+        self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
+        self.message_bucket = TokenBucket(settings.message_rate, settings.message_burst, now)
         self._busy: asyncio.Task[None] | None = None
         self._backlog: deque[bytes] = deque()
 

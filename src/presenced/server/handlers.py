@@ -51,7 +51,12 @@ async def dispatch(node: Node, conn: Connection, message: ClientMessage) -> None
     """Route an authenticated request to its handler."""
     session = conn.session
     assert session is not None
-    await _HANDLERS[type(message)](node, conn, session, message)
+    handler = _HANDLERS.get(type(message))
+    if handler is None:
+        from presenced.server.messaging import HANDLERS
+
+        handler = HANDLERS[type(message)]
+    await handler(node, conn, session, message)
 
 
 def _check_room(session: Session, room: str) -> RoomId:
@@ -104,10 +109,17 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
         )
     )
     await backplane.sessions.put(session)
+    if msg.since is not None:
+        from presenced.server.messaging import recover
+
+        await recover(node, conn, session, room, msg.since)
 
 
 async def _leave(node: Node, conn: Connection, session: Session, msg: RoomLeave) -> None:
     room = _member_room(session, msg.room)
+    from presenced.server.messaging import clear_typing
+
+    await clear_typing(node, session, room)
     change = await node.backplane.rooms.remove(room, session.user, session.id)
     del session.rooms[room]
     node.detach_room(conn, room)

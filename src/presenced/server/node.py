@@ -70,6 +70,11 @@ def presence_channel(user: UserId) -> str:
     return f"presence:{user}"
 
 
+def user_channel(user: UserId) -> str:
+    """Events for every session of one user (receipts of its messages)."""
+    return f"user:{user}"
+
+
 class Node:
     """One gateway process's view of the world, and the place where requests take effect."""
 
@@ -107,6 +112,9 @@ class Node:
         self._room_conns: dict[RoomId, dict[Connection, None]] = {}
         self._device_conns: dict[RoomId, dict[Connection, None]] = {}
         self._watchers: dict[UserId, dict[Connection, None]] = {}
+        self._user_conns: dict[UserId, dict[Connection, None]] = {}
+        # When each (session, room) typing indicator was last renewed, for throttling.
+        self.typing_renewed: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -219,7 +227,7 @@ class Node:
             room_patterns=identity.rooms,
         )
         self.registry.add(session, now)
-        self._attach_session(conn, session)
+        await self._attach_session(conn, session)
         change = await self.backplane.presence.set(
             session.user, session.id, session.effective_status, None, self.clock.wall()
         )
@@ -261,13 +269,22 @@ class Node:
             old.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
             self.registry.transport_lost(session.id, now)
         self.registry.resume(session.id, now, secrets.token_urlsafe(24))
-        self._attach_session(conn, session)
+        await self._attach_session(conn, session)
+        if session.auto_away:  # coming back is activity
+            session.auto_away = False
+            await self.set_status(session)
         for room, options in session.rooms.items():
             await self.attach_room(conn, room, options.device_events)
         for user in session.subscriptions:
             await self.watch(conn, user)
         await self.backplane.sessions.put(session)
         conn.send(self._welcome(session, msg, resumed=True))
+        from presenced.server.messaging import recover
+
+        positions = msg.positions or {}
+        for room in session.rooms:
+            await recover(self, conn, session, room, positions.get(room))
+        session.marks.clear()
         await self._publish_device(session, DeviceBack, None)
         return True
 
@@ -294,26 +311,52 @@ class Node:
             ref=msg.ref,
         )
 
-    def _attach_session(self, conn: Connection, session: Session) -> None:
+    async def _attach_session(self, conn: Connection, session: Session) -> None:
         conn.session = session
         self._by_session[session.id] = conn
+        conns = self._user_conns.get(session.user)
+        if conns is None:
+            conns = self._user_conns[session.user] = {}
+            user = session.user
+            await self.backplane.broker.subscribe(
+                user_channel(user), lambda data, origin: self._deliver_user(user, data)
+            )
+        conns[conn] = None
+
+    def _deliver_user(self, user: UserId, data: bytes) -> None:
+        for conn in self._user_conns.get(user, ()):
+            conn.send_bytes(data)
 
     def _detach(self, conn: Connection, session: Session) -> None:
         """Take a connection out of every local fan-out table (it has no socket any more)."""
         if self._by_session.get(session.id) is conn:
             del self._by_session[session.id]
+        conns = self._user_conns.get(session.user)
+        if conns is not None and conn in conns:
+            del conns[conn]
+            if not conns:
+                del self._user_conns[session.user]
+                self.spawn(self.backplane.broker.unsubscribe(user_channel(session.user)))
         for room in session.rooms:
             self.detach_room(conn, room)
         for user in session.subscriptions:
             self.unwatch(conn, user)
 
     async def _entered_grace(self, session: Session) -> None:
+        from presenced.server.messaging import clear_typing
+
+        for room in session.rooms:
+            session.marks[room] = await self.backplane.messages.position(room)
+            await clear_typing(self, session, room)
         await self.backplane.sessions.put(session)
         await self._publish_device(session, DeviceDropped, None)
 
     async def end_session(self, session: Session, reason: LeaveReason) -> None:
         """A CLOSED session leaves every room and its user's presence, at once."""
+        from presenced.server.messaging import clear_typing
+
         for room in list(session.rooms):
+            await clear_typing(self, session, room)
             change = await self.backplane.rooms.remove(room, session.user, session.id)
             await self.publish_change(change, reason=reason, origin=session.id)
             if reason is not LeaveReason.LEFT:
@@ -558,6 +601,11 @@ class Node:
             for conn in self.local_connections():
                 if conn.id == fired.key:
                     self.slow_consumer(conn)
+            return
+        if kind is DeadlineKind.TYPING:
+            from presenced.server.messaging import typing_expired
+
+            self.spawn(typing_expired(self, fired.key or ""))
             return
         assert session is not None
         if kind is DeadlineKind.PING:

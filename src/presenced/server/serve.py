@@ -85,7 +85,7 @@ async def start_server(
     node_id = NodeId(settings.node_id or generated)
     node = Node(
         settings,
-        backplane or memory_backplane(),
+        backplane or memory_backplane(settings.history_size, settings.history_ttl),
         clock=clock or SystemClock(),
         node_id=node_id,
         verifier=make_verifier(settings),

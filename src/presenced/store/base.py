@@ -14,12 +14,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from presenced.presence.history import AppendResult, Body, MessageState, Recovery, StreamEvent
 from presenced.presence.roster import RoomChange, RoomSnapshot
 from presenced.presence.session import Session
 from presenced.presence.status import PresenceChange, UserPresence
 from presenced.typing import RoomId, SessionId, UserId
 
-__all__ = ["Backplane", "Broker", "MessageHandler", "PresenceStore", "RoomStore", "SessionStore"]
+__all__ = [
+    "Backplane",
+    "Broker",
+    "MessageHandler",
+    "MessageStore",
+    "PresenceStore",
+    "RoomStore",
+    "SessionStore",
+    "TypingStore",
+]
 
 
 class SessionStore(Protocol):
@@ -81,6 +91,60 @@ class PresenceStore(Protocol):
         """What the user's own devices see."""
 
 
+class MessageStore(Protocol):
+    """Each room's event stream (messages, edits, deletes), receipts and read positions.
+
+    ``append`` assigns the offset and dedupes a re-sent temporary id in one step; the stream
+    is bounded by the history size and age the backend was built with.
+    """
+
+    async def append(
+        self,
+        room: RoomId,
+        user: UserId,
+        device: str,
+        temp_id: str | None,
+        body: Body,
+        wall: float,
+        message_id: str,
+    ) -> AppendResult: ...
+
+    async def message(self, room: RoomId, message_id: str) -> MessageState | None:
+        """A kept, undeleted message as it is now."""
+
+    async def amend(
+        self, room: RoomId, message_id: str, user: UserId, body: Body | None, wall: float
+    ) -> StreamEvent | None:
+        """Edit (body given) or delete (None); None when the message is not kept."""
+
+    async def since(self, room: RoomId, epoch: str, offset: int, wall: float) -> Recovery: ...
+
+    async def position(self, room: RoomId) -> tuple[str, int]:
+        """The stream's epoch and latest offset."""
+
+    async def last_messages(
+        self, room: RoomId, limit: int, before: int | None, wall: float
+    ) -> list[MessageState]: ...
+
+    async def mark(self, room: RoomId, user: UserId, kind: str, offset: int) -> tuple[int, int]:
+        """Advance the ``delivered`` or ``seen`` position; returns (old, new)."""
+
+    async def read_state(self, room: RoomId, user: UserId) -> tuple[int, int]:
+        """(seen-up-to offset, unread messages by others after it)."""
+
+    async def authors_between(self, room: RoomId, after: int, upto: int) -> set[UserId]: ...
+
+
+class TypingStore(Protocol):
+    """Who is typing in each room. Each call returns the new set, or None if unchanged."""
+
+    async def start(self, room: RoomId, user: UserId) -> list[UserId] | None: ...
+
+    async def stop(self, room: RoomId, user: UserId) -> list[UserId] | None: ...
+
+    async def typing(self, room: RoomId) -> list[UserId]: ...
+
+
 MessageHandler = Callable[[bytes, str | None], None]
 """Called with an event's encoded bytes and the session id that caused it (to skip)."""
 
@@ -103,6 +167,8 @@ class Backplane:
     sessions: SessionStore
     rooms: RoomStore
     presence: PresenceStore
+    messages: MessageStore
+    typing: TypingStore
     broker: Broker
     name: str = "memory"
 

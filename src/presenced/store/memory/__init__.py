@@ -2,16 +2,20 @@
 
 from presenced.store.memory.stores import (
     MemoryBroker,
+    MemoryMessageStore,
     MemoryPresenceStore,
     MemoryRoomStore,
     MemorySessionStore,
+    MemoryTypingStore,
     memory_backplane,
 )
 
 __all__ = [
     "MemoryBroker",
+    "MemoryMessageStore",
     "MemoryPresenceStore",
     "MemoryRoomStore",
     "MemorySessionStore",
+    "MemoryTypingStore",
     "memory_backplane",
 ]

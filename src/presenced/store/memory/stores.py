@@ -8,9 +8,18 @@ store has.
 from __future__ import annotations
 
 import copy
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from presenced.presence.history import (
+    AppendResult,
+    Body,
+    HistoryBook,
+    MessageState,
+    Recovery,
+    StreamEvent,
+)
 from presenced.presence.roster import RoomChange, RoomSnapshot, Roster
 from presenced.presence.session import Session
 from presenced.presence.status import PresenceBook, PresenceChange, UserPresence
@@ -19,9 +28,11 @@ from presenced.typing import RoomId, SessionId, UserId
 
 __all__ = [
     "MemoryBroker",
+    "MemoryMessageStore",
     "MemoryPresenceStore",
     "MemoryRoomStore",
     "MemorySessionStore",
+    "MemoryTypingStore",
     "memory_backplane",
 ]
 
@@ -115,6 +126,75 @@ class MemoryPresenceStore:
         return self.book.private(user)
 
 
+class MemoryMessageStore:
+    def __init__(self, history_size: int, history_ttl: float) -> None:
+        self.book = HistoryBook(history_size, history_ttl)
+
+    async def append(
+        self,
+        room: RoomId,
+        user: UserId,
+        device: str,
+        temp_id: str | None,
+        body: Body,
+        wall: float,
+        message_id: str,
+    ) -> AppendResult:
+        return self.book.append(room, user, device, temp_id, body, wall, message_id, _epoch())
+
+    async def message(self, room: RoomId, message_id: str) -> MessageState | None:
+        return self.book.message(room, message_id)
+
+    async def amend(
+        self, room: RoomId, message_id: str, user: UserId, body: Body | None, wall: float
+    ) -> StreamEvent | None:
+        return self.book.amend(room, message_id, user, body, wall)
+
+    async def since(self, room: RoomId, epoch: str, offset: int, wall: float) -> Recovery:
+        return self.book.since(room, epoch, offset, wall, _epoch())
+
+    async def position(self, room: RoomId) -> tuple[str, int]:
+        return self.book.position(room, _epoch())
+
+    async def last_messages(
+        self, room: RoomId, limit: int, before: int | None, wall: float
+    ) -> list[MessageState]:
+        return self.book.last_messages(room, limit, before, wall)
+
+    async def mark(self, room: RoomId, user: UserId, kind: str, offset: int) -> tuple[int, int]:
+        return self.book.mark(room, user, kind, offset)
+
+    async def read_state(self, room: RoomId, user: UserId) -> tuple[int, int]:
+        return self.book.read_state(room, user)
+
+    async def authors_between(self, room: RoomId, after: int, upto: int) -> set[UserId]:
+        return self.book.authors_between(room, after, upto)
+
+
+class MemoryTypingStore:
+    def __init__(self) -> None:
+        self._rooms: dict[RoomId, dict[UserId, None]] = {}
+
+    async def start(self, room: RoomId, user: UserId) -> list[UserId] | None:
+        users = self._rooms.setdefault(room, {})
+        if user in users:
+            return None
+        users[user] = None
+        return list(users)
+
+    async def stop(self, room: RoomId, user: UserId) -> list[UserId] | None:
+        users = self._rooms.get(room)
+        if users is None or user not in users:
+            return None
+        del users[user]
+        if not users:
+            del self._rooms[room]
+        return list(users)
+
+    async def typing(self, room: RoomId) -> list[UserId]:
+        return list(self._rooms.get(room, ()))
+
+
 class MemoryBroker:
     """Delivers synchronously to this process's one handler per channel."""
 
@@ -137,12 +217,19 @@ class MemoryBroker:
         return list(self._handlers)
 
 
-def memory_backplane() -> Backplane:
+def _epoch() -> str:
+    """A new stream epoch: unique enough that an old position can never match by chance."""
+    return secrets.token_hex(4)
+
+
+def memory_backplane(history_size: int = 100, history_ttl: float = 3600.0) -> Backplane:
     """A fresh in-memory backplane."""
     return Backplane(
         sessions=MemorySessionStore(),
         rooms=MemoryRoomStore(),
         presence=MemoryPresenceStore(),
+        messages=MemoryMessageStore(history_size, history_ttl),
+        typing=MemoryTypingStore(),
         broker=MemoryBroker(),
         name="memory",
     )
