@@ -162,8 +162,9 @@ class HistoryBook:
             )
             if temp_id is not None:
                 log.by_temp[(user, temp_id)] = message_id
-        # Sending marks the room read up to one's own message.
+        # Sending marks the room seen (and so delivered) up to one's own message.
         log.read[user] = max(log.read.get(user, 0), log.offset)
+        log.delivered[user] = max(log.delivered.get(user, 0), log.offset)
         return AppendResult(event, duplicate=False)
 
     def message(self, room: RoomId, message_id: str) -> MessageState | None:

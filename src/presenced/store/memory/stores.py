@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import secrets
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from presenced.presence.history import (
@@ -86,13 +87,14 @@ class MemoryRoomStore:
         meta: dict[str, Any] | None,
         hidden: bool,
     ) -> RoomChange:
-        return self.roster.add(room, user, session, meta, hidden)
+        # Stored by value, as a networked store would: the caller keeps its own dict.
+        return self.roster.add(room, user, session, copy.deepcopy(meta), hidden)
 
     async def remove(self, room: RoomId, user: UserId, session: SessionId) -> RoomChange:
         return self.roster.remove(room, user, session)
 
     async def set_meta(self, room: RoomId, user: UserId, meta: dict[str, Any]) -> RoomChange:
-        return self.roster.set_meta(room, user, meta)
+        return self.roster.set_meta(room, user, copy.deepcopy(meta))
 
     async def touch(self, room: RoomId, user: UserId) -> RoomChange:
         return self.roster.touch(room, user)
@@ -101,7 +103,9 @@ class MemoryRoomStore:
         return self.roster.set_hidden(room, user, hidden)
 
     async def snapshot(self, room: RoomId) -> RoomSnapshot:
-        return self.roster.snapshot(room)
+        snap = self.roster.snapshot(room)
+        members = [replace(m, meta=copy.deepcopy(m.meta)) if m.meta else m for m in snap.members]
+        return replace(snap, members=members)
 
     async def count(self, room: RoomId) -> tuple[int, int]:
         return self.roster.count(room), self.roster.version(room)
