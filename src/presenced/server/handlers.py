@@ -40,6 +40,7 @@ from presenced.protocol.messages import (
 )
 from presenced.server.connection import Connection
 from presenced.server.node import Node
+from presenced.server.room_events import members, presence_of, publish_change
 from presenced.typing import RoomId, UserId
 
 __all__ = ["dispatch"]
@@ -100,12 +101,15 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
     previous = session.rooms.get(room)
     meta = msg.meta if msg.meta is not None else (previous.meta if previous else None)
     session.rooms[room] = RoomOptions(meta=meta, device_events=msg.device_events)
-    await node.attach_room(conn, room, msg.device_events)
-    await node.publish_change(change, origin=session.id)
+    await node.fanout.join_room(conn, room, msg.device_events)
+    await publish_change(node.backplane, change, origin=session.id)
     snapshot = await backplane.rooms.snapshot(room)
     conn.send(
         RoomJoined(
-            room=room, version=snapshot.version, members=await node.members(snapshot), ref=msg.ref
+            room=room,
+            version=snapshot.version,
+            members=await members(node.backplane, snapshot),
+            ref=msg.ref,
         )
     )
     await backplane.sessions.put(session)
@@ -122,8 +126,8 @@ async def _leave(node: Node, conn: Connection, session: Session, msg: RoomLeave)
     await clear_typing(node, session, room)
     change = await node.backplane.rooms.remove(room, session.user, session.id)
     del session.rooms[room]
-    node.detach_room(conn, room)
-    await node.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
+    node.fanout.leave_room(conn, room)
+    await publish_change(node.backplane, change, reason=LeaveReason.LEFT, origin=session.id)
     conn.send(RoomLeft(room=room, ref=msg.ref))
     await node.backplane.sessions.put(session)
 
@@ -133,7 +137,10 @@ async def _members(node: Node, conn: Connection, session: Session, msg: RoomMemb
     snapshot = await node.backplane.rooms.snapshot(room)
     conn.send(
         RoomMembersReply(
-            room=room, version=snapshot.version, members=await node.members(snapshot), ref=msg.ref
+            room=room,
+            version=snapshot.version,
+            members=await members(node.backplane, snapshot),
+            ref=msg.ref,
         )
     )
 
@@ -148,7 +155,7 @@ async def _meta(node: Node, conn: Connection, session: Session, msg: RoomMeta) -
     room = _member_room(session, msg.room)
     change = await node.backplane.rooms.set_meta(room, session.user, msg.meta)
     session.rooms[room].meta = msg.meta
-    await node.publish_change(change, origin=session.id)
+    await publish_change(node.backplane, change, origin=session.id)
     conn.send(RoomMetaUpdated(room=room, version=change.version, meta=msg.meta, ref=msg.ref))
     await node.backplane.sessions.put(session)
 
@@ -178,8 +185,8 @@ async def _subscribe(
         )
     for user in new:
         session.subscriptions.add(user)
-        await node.watch(conn, user)
-    conn.send(PresenceSubscribed(users=await node.presence_of(users), ref=msg.ref))
+        await node.fanout.watchers.add(user, conn)
+    conn.send(PresenceSubscribed(users=await presence_of(node.backplane, users), ref=msg.ref))
     await node.backplane.sessions.put(session)
 
 
@@ -190,7 +197,7 @@ async def _unsubscribe(
     for user in users:
         if user in session.subscriptions:
             session.subscriptions.discard(user)
-            node.unwatch(conn, user)
+            node.fanout.watchers.discard(user, conn)
     conn.send(PresenceUnsubscribed(users=list(users), ref=msg.ref))
     await node.backplane.sessions.put(session)
 

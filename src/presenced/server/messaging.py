@@ -43,7 +43,8 @@ from presenced.protocol.chat import (
 from presenced.protocol.codec import encode
 from presenced.protocol.codes import ErrorCode
 from presenced.server.connection import Connection
-from presenced.server.node import Node, room_channel, user_channel
+from presenced.server.fanout import room_channel, user_channel
+from presenced.server.node import Node
 from presenced.typing import RoomId, UserId
 
 __all__ = [

@@ -1,0 +1,116 @@
+"""Local fan-out: which of this node's connections receive each broker channel.
+
+A :class:`ChannelTable` maps a key (a room, a watched user...) to the local connections that
+want its events, and keeps the node subscribed to the key's broker channel exactly while that
+set is non-empty. Delivery writes the same encoded bytes to every connection in the set,
+skipping the session that caused the event; nothing is awaited per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from presenced.store.base import Broker
+from presenced.typing import RoomId, UserId
+
+if TYPE_CHECKING:
+    from presenced.server.connection import Connection
+
+__all__ = [
+    "ChannelTable",
+    "LocalFanout",
+    "device_channel",
+    "presence_channel",
+    "room_channel",
+    "user_channel",
+]
+
+K = TypeVar("K", bound=str)
+Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+
+
+def room_channel(room: RoomId) -> str:
+    """Membership events and room messages."""
+    return f"room:{room}"
+
+
+def device_channel(room: RoomId) -> str:
+    """Device-level events, for the sessions that asked for them."""
+    return f"devices:{room}"
+
+
+def presence_channel(user: UserId) -> str:
+    """A user's presence, for its watchers."""
+    return f"presence:{user}"
+
+
+def user_channel(user: UserId) -> str:
+    """Events for every session of one user (receipts of its messages)."""
+    return f"user:{user}"
+
+
+class ChannelTable(Generic[K]):
+    """Local connections per key, subscribed to the key's channel while any are there."""
+
+    __slots__ = ("_broker", "_channel", "_conns", "_spawn")
+
+    def __init__(self, broker: Broker, channel: Callable[[K], str], spawn: Spawn) -> None:
+        self._broker = broker
+        self._channel = channel
+        self._spawn = spawn
+        self._conns: dict[K, dict[Connection, None]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._conns
+
+    def keys(self) -> list[K]:
+        return list(self._conns)
+
+    async def add(self, key: K, conn: Connection) -> None:
+        conns = self._conns.get(key)
+        if conns is None:
+            conns = self._conns[key] = {}
+            await self._broker.subscribe(
+                self._channel(key), lambda data, origin: self.deliver(key, data, origin)
+            )
+        conns[conn] = None
+
+    def discard(self, key: K, conn: Connection) -> None:
+        conns = self._conns.get(key)
+        if conns is None or conn not in conns:
+            return
+        del conns[conn]
+        if not conns:
+            del self._conns[key]
+            self._spawn(self._broker.unsubscribe(self._channel(key)))
+
+    def deliver(self, key: K, data: bytes, origin: str | None) -> None:
+        """Write ``data`` to every local connection under ``key`` but the origin session's."""
+        for conn in self._conns.get(key, ()):
+            session = conn.session
+            if session is not None and session.id != origin:
+                conn.send_bytes(data)
+
+
+class LocalFanout:
+    """The node's four tables: room members, device-event rooms, presence watchers, users."""
+
+    __slots__ = ("devices", "rooms", "users", "watchers")
+
+    def __init__(self, broker: Broker, spawn: Spawn) -> None:
+        self.rooms: ChannelTable[RoomId] = ChannelTable(broker, room_channel, spawn)
+        self.devices: ChannelTable[RoomId] = ChannelTable(broker, device_channel, spawn)
+        self.watchers: ChannelTable[UserId] = ChannelTable(broker, presence_channel, spawn)
+        self.users: ChannelTable[UserId] = ChannelTable(broker, user_channel, spawn)
+
+    async def join_room(self, conn: Connection, room: RoomId, device_events: bool) -> None:
+        await self.rooms.add(room, conn)
+        if device_events:
+            await self.devices.add(room, conn)
+        else:
+            self.devices.discard(room, conn)
+
+    def leave_room(self, conn: Connection, room: RoomId) -> None:
+        self.rooms.discard(room, conn)
+        self.devices.discard(room, conn)
