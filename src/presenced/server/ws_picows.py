@@ -164,5 +164,8 @@ async def start_picows_server(
         enable_auto_ping=False,  # presenced pings from its own deadline queue, jittered
         enable_auto_pong=True,
         websocket_handshake_timeout=10,
+        # Grows on demand; 2 KiB instead of 16 KiB halves idle memory per connection
+        # (docs/benchmarks.md, "Choosing the WebSocket library").
+        read_buffer_init_size=2048,
         reuse_port=reuse_port,
     )
