@@ -10,7 +10,7 @@ All methods are coroutines so a networked backend fits; the memory backend never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -171,6 +171,9 @@ class Backplane:
     typing: TypingStore
     broker: Broker
     name: str = "memory"
+    closer: Callable[[], Awaitable[None]] | None = None  # releases the backend's connections
 
     async def close(self) -> None:
         """Release connections (nothing to do for the memory backend)."""
+        if self.closer is not None:
+            await self.closer()
