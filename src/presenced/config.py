@@ -83,6 +83,7 @@ _SIZE_RE = re.compile(rf"^({_NUMBER})\s*(b|kib|mib|gib)?$", re.IGNORECASE)
 _DURATION_HINT = "use seconds (25, 1.5) or a number with a unit: 500ms, 25s, 10m, 6h"
 _SIZE_HINT = "use a number of bytes or a size: 512B, 64KiB, 1MiB"
 _OFF_WORDS = frozenset({"off", "none"})
+_REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 
 # --- parsing helpers ---------------------------------------------------------------------
@@ -393,13 +394,52 @@ class Settings:
             lo=0,
         ),
     )
-    store: str = field(
-        default="memory",
+    redis: str | None = field(
+        default=None,
         metadata=_spec(
-            "choice",
-            "where shared state lives",
-            choices=("memory",),
-            note="(redis comes with the multi-node setup)",
+            "optstr",
+            "Valkey/Redis URL for shared state and fan-out across nodes: redis://host:port/db, "
+            "rediss://..., or redis+cluster://host:port,host:port (default: in-memory, one "
+            "process)",
+            off=True,
+            secret=True,
+        ),
+    )
+    redis_prefix: str = field(
+        default="pd", metadata=_spec("str", "prefix of every Redis key (one per deployment)")
+    )
+    broker: str | None = field(
+        default=None,
+        metadata=_spec(
+            "optstr",
+            "event broker URL: nats://host:port (default: Redis pub/sub with --redis, in-process "
+            "without)",
+            off=True,
+        ),
+    )
+    lease_ttl: float = field(
+        default=10.0,
+        metadata=_spec(
+            "duration",
+            "a node that stops renewing its lease this long is dead: its sessions enter grace",
+            **_DURATION_GT0,
+        ),
+    )
+    lease_interval: float = field(
+        default=2.0,
+        metadata=_spec(
+            "duration",
+            "how often a node renews its lease and its sessions' expiry",
+            note="and < lease_ttl / 2",
+            **_DURATION_GT0,
+        ),
+    )
+    session_ttl: float = field(
+        default=60.0,
+        metadata=_spec(
+            "duration",
+            "failsafe expiry of every shared entry, refreshed while its node lives",
+            **_DURATION_GT0,
         ),
     )
     log_level: LogLevel = field(
@@ -433,6 +473,26 @@ class Settings:
                 f"{self.away_after:g}s is not less than inactivity_timeout "
                 f"({self.inactivity_timeout:g}s); allowed: > 0 and < inactivity_timeout, or off",
             )
+        if self.redis is not None and not self.redis.startswith(_REDIS_SCHEMES):
+            raise ConfigError(
+                "redis",
+                f"{self.redis.split('@')[-1]!r} is not a Redis URL; allowed: "
+                + ", ".join(f"{s}..." for s in _REDIS_SCHEMES),
+            )
+        if self.broker is not None and not self.broker.startswith(("nats://", "tls://")):
+            raise ConfigError(
+                "broker", f"{self.broker!r} is not a broker URL; allowed: nats://host:port"
+            )
+        if self.broker is not None and self.redis is None:
+            raise ConfigError(
+                "broker", "a NATS broker needs shared state: set redis as well, or neither"
+            )
+        if self.lease_interval * 2 >= self.lease_ttl:
+            raise ConfigError(
+                "lease_interval",
+                f"{self.lease_interval:g}s is not less than half of lease_ttl "
+                f"({self.lease_ttl:g}s); allowed: > 0 and < lease_ttl / 2",
+            )
         if self.max_message_bytes > self.max_frame_bytes:
             raise ConfigError(
                 "max_message_bytes",
@@ -458,6 +518,11 @@ class Settings:
                         f"{alg!r} needs {needs}, which is not set; set {needs} or choose "
                         f"algorithms that match the key you have",
                     )
+
+    @property
+    def store(self) -> str:
+        """Where shared state lives: ``"redis"`` with a Redis URL, else ``"memory"``."""
+        return "memory" if self.redis is None else "redis"
 
     @property
     def effective_auth_mode(self) -> AuthMode:

@@ -43,7 +43,7 @@ def test_config_prints_defaults(capsys: pytest.CaptureFixture[str]) -> None:
         "inactivity_timeout = 21600.0",
         'away_after = "off"',
         "max_frame_bytes = 65536",
-        'store = "memory"',
+        "# redis is not set",
         'log_level = "info"',
     ]:
         assert line in lines

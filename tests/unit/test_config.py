@@ -128,7 +128,7 @@ def test_config_file_from_env_and_flag_wins(tmp_path: Path) -> None:
 
 
 def test_presenced_table_and_other_tables(tmp_path: Path) -> None:
-    path = write(tmp_path, '[tool.other]\nport = 1\n\n[presenced]\nport = 9000\nstore = "memory"\n')
+    path = write(tmp_path, '[tool.other]\nport = 1\n\n[presenced]\nport = 9000\ngrace = 1\n')
     assert load_settings(env={}, config_file=path).port == 9000
 
 
@@ -355,10 +355,20 @@ def test_range_errors_name_where_the_value_was_set() -> None:
             "0s is out of range; allowed: > 0 seconds (e.g. 500ms, 25s, 10m, 6h)",
         ),
         (
-            {"store": "redis"},
-            "store",
-            "'redis' is not allowed; allowed values: memory (redis comes with the multi-node "
-            "setup)",
+            {"redis": "http://localhost:6379"},
+            "redis",
+            "'http://localhost:6379' is not a Redis URL; allowed: redis://..., rediss://..., "
+            "redis+cluster://..., rediss+cluster://..., unix://...",
+        ),
+        (
+            {"lease_interval": 5, "lease_ttl": 10},
+            "lease_interval",
+            "5s is not less than half of lease_ttl (10s); allowed: > 0 and < lease_ttl / 2",
+        ),
+        (
+            {"broker": "nats://127.0.0.1:4222"},
+            "broker",
+            "a NATS broker needs shared state: set redis as well, or neither",
         ),
         (
             {"log_level": "verbose"},
