@@ -189,10 +189,13 @@ class Connection:
         transport = self.transport
         if transport is None or self.closing:
             return
-        transport.send_text(data)
         if self.paused and transport.buffered() > 4 * self.node.settings.send_queue_bytes:
-            # Far past the limit: do not wait for the slow-consumer deadline to bound memory.
+            # Still far past the limit from earlier writes: do not wait for the slow-consumer
+            # deadline to bound memory. (Checked before writing, so one large reply, such as
+            # a recovery, gets the deadline's time to drain like anything else.)
             self.node.slow_consumer(self)
+            return
+        transport.send_text(data)
 
     def send_error(self, exc: ProtocolError) -> None:
         self.send(Error(code=exc.code.value, message=exc.message, field=exc.field, ref=exc.ref))
