@@ -87,6 +87,7 @@ class Session:
     subscriptions: set[UserId] = field(default_factory=set)
     moderator: bool = False
     room_patterns: tuple[str, ...] | None = None
+    node: str = ""  # the node that owns it: holds its connection or its grace deadline
     # Each room's stream position when the transport was lost: where recovery starts when
     # the client does not say what it saw.
     marks: dict[RoomId, tuple[str, int]] = field(default_factory=dict)

@@ -25,6 +25,7 @@ __all__ = [
     "Broker",
     "MessageHandler",
     "MessageStore",
+    "NodeStore",
     "PresenceStore",
     "RoomStore",
     "SessionStore",
@@ -33,19 +34,33 @@ __all__ = [
 
 
 class SessionStore(Protocol):
-    """Session records, so a session can be found by its resume token (on any node)."""
+    """Session records, so a session can be found by its resume token (on any node).
 
-    async def put(self, session: Session) -> None:
-        """Insert or replace the record (a copy is kept: later changes need another put)."""
+    Each record is owned by one node (``Session.node``). Only the owner writes it: a ``put``
+    from a node that is no longer the owner is refused, so a node that lost a session (it
+    resumed elsewhere, or the node was reaped) can never write it back. Ownership moves only
+    with :meth:`take`.
+    """
+
+    async def put(self, session: Session) -> bool:
+        """Insert, or replace the record if ``session.node`` owns it; False if another node
+        does (a copy is kept: later changes need another put)."""
 
     async def get(self, session_id: SessionId) -> Session | None: ...
 
     async def by_resume_token(self, token: str) -> Session | None: ...
 
-    async def delete(self, session_id: SessionId) -> None: ...
+    async def take(self, session_id: SessionId, from_node: str, to_node: str) -> bool:
+        """Move ownership if ``from_node`` still owns the record; True for exactly one taker."""
+
+    async def delete(self, session_id: SessionId, owner: str | None = None) -> bool:
+        """Remove the record (only if ``owner`` owns it, when given); True if removed."""
 
     async def of_user(self, user: UserId) -> list[Session]:
         """Every live session of ``user``, on every node."""
+
+    async def of_node(self, node: str) -> list[Session]:
+        """Every session a node owns (to reap them when it dies)."""
 
 
 class RoomStore(Protocol):
@@ -145,6 +160,35 @@ class TypingStore(Protocol):
     async def typing(self, room: RoomId) -> list[UserId]: ...
 
 
+class NodeStore(Protocol):
+    """Node leases: how the nodes sharing a store learn that one of them died.
+
+    A node renews its lease every ``lease_interval``; a lease not renewed within its ttl
+    expires (the store's own clock decides), and the node is then *expired*: the first
+    survivor to :meth:`claim` it reaps its sessions into grace.
+    """
+
+    async def renew(self, node: str, ttl: float) -> None:
+        """Create or extend the node's lease by ``ttl`` seconds, and list the node."""
+
+    async def drop(self, node: str) -> None:
+        """End the node's lease now (clean shutdown): survivors reap it at once."""
+
+    async def expired(self) -> list[str]:
+        """Listed nodes whose lease is gone."""
+
+    async def claim(self, node: str) -> bool:
+        """Unlist an expired node; True for exactly one caller, who reaps it."""
+
+    async def refresh(self, sessions: Iterable[Session], ttl: float) -> None:
+        """Push back the failsafe expiry of these sessions and of the rooms and users they
+        keep alive, in one batch (a no-op where nothing expires by itself)."""
+
+    async def alive(self) -> bool:
+        """Whether the store still holds this deployment's state (False after it restarted
+        empty: the nodes must re-assert their sessions)."""
+
+
 MessageHandler = Callable[[bytes, str | None], None]
 """Called with an event's encoded bytes and the session id that caused it (to skip)."""
 
@@ -170,6 +214,7 @@ class Backplane:
     messages: MessageStore
     typing: TypingStore
     broker: Broker
+    nodes: NodeStore
     name: str = "memory"
     closer: Callable[[], Awaitable[None]] | None = None  # releases the backend's connections
 

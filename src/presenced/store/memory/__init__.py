@@ -3,6 +3,7 @@
 from presenced.store.memory.stores import (
     MemoryBroker,
     MemoryMessageStore,
+    MemoryNodeStore,
     MemoryPresenceStore,
     MemoryRoomStore,
     MemorySessionStore,
@@ -13,6 +14,7 @@ from presenced.store.memory.stores import (
 __all__ = [
     "MemoryBroker",
     "MemoryMessageStore",
+    "MemoryNodeStore",
     "MemoryPresenceStore",
     "MemoryRoomStore",
     "MemorySessionStore",

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from presenced.clock import Clock, SystemClock
 from presenced.presence.history import (
     AppendResult,
     Body,
@@ -30,6 +31,7 @@ from presenced.typing import RoomId, SessionId, UserId
 __all__ = [
     "MemoryBroker",
     "MemoryMessageStore",
+    "MemoryNodeStore",
     "MemoryPresenceStore",
     "MemoryRoomStore",
     "MemorySessionStore",
@@ -43,14 +45,32 @@ class MemorySessionStore:
         self._by_id: dict[SessionId, Session] = {}
         self._by_token: dict[str, SessionId] = {}
         self._by_user: dict[UserId, set[SessionId]] = {}
+        self._by_node: dict[str, set[SessionId]] = {}
 
-    async def put(self, session: Session) -> None:
+    async def put(self, session: Session) -> bool:
         old = self._by_id.get(session.id)
-        if old is not None and old.resume_token != session.resume_token:
-            self._by_token.pop(old.resume_token, None)
+        if old is not None:
+            if old.node != session.node:
+                return False
+            if old.resume_token != session.resume_token:
+                self._by_token.pop(old.resume_token, None)
         self._by_id[session.id] = copy.deepcopy(session)
         self._by_token[session.resume_token] = session.id
         self._by_user.setdefault(session.user, set()).add(session.id)
+        self._by_node.setdefault(session.node, set()).add(session.id)
+        return True
+
+    async def take(self, session_id: SessionId, from_node: str, to_node: str) -> bool:
+        record = self._by_id.get(session_id)
+        if record is None or record.node != from_node:
+            return False
+        _discard(self._by_node, from_node, session_id)
+        record.node = to_node
+        self._by_node.setdefault(to_node, set()).add(session_id)
+        return True
+
+    async def of_node(self, node: str) -> list[Session]:
+        return [copy.deepcopy(self._by_id[s]) for s in self._by_node.get(node, ())]
 
     async def get(self, session_id: SessionId) -> Session | None:
         found = self._by_id.get(session_id)
@@ -60,19 +80,26 @@ class MemorySessionStore:
         sid = self._by_token.get(token)
         return await self.get(sid) if sid is not None else None
 
-    async def delete(self, session_id: SessionId) -> None:
-        old = self._by_id.pop(session_id, None)
-        if old is None:
-            return
+    async def delete(self, session_id: SessionId, owner: str | None = None) -> bool:
+        old = self._by_id.get(session_id)
+        if old is None or (owner is not None and old.node != owner):
+            return False
+        del self._by_id[session_id]
         self._by_token.pop(old.resume_token, None)
-        ids = self._by_user.get(old.user)
-        if ids is not None:
-            ids.discard(session_id)
-            if not ids:
-                del self._by_user[old.user]
+        _discard(self._by_user, old.user, session_id)
+        _discard(self._by_node, old.node, session_id)
+        return True
 
     async def of_user(self, user: UserId) -> list[Session]:
         return [copy.deepcopy(self._by_id[s]) for s in self._by_user.get(user, ())]
+
+
+def _discard(index: dict[Any, set[SessionId]], key: Any, session_id: SessionId) -> None:
+    ids = index.get(key)
+    if ids is not None:
+        ids.discard(session_id)
+        if not ids:
+            del index[key]
 
 
 class MemoryRoomStore:
@@ -199,6 +226,39 @@ class MemoryTypingStore:
         return list(self._rooms.get(room, ()))
 
 
+class MemoryNodeStore:
+    """Leases for nodes sharing one process (tests); time comes from the given clock."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._leases: dict[str, float] = {}  # node -> expiry (monotonic)
+        self._listed: set[str] = set()
+
+    async def renew(self, node: str, ttl: float) -> None:
+        self._leases[node] = self._clock.monotonic() + ttl
+        self._listed.add(node)
+
+    async def drop(self, node: str) -> None:
+        self._leases.pop(node, None)
+
+    async def expired(self) -> list[str]:
+        now = self._clock.monotonic()
+        return sorted(n for n in self._listed if self._leases.get(n, -1.0) <= now)
+
+    async def claim(self, node: str) -> bool:
+        if node not in self._listed:
+            return False
+        self._listed.discard(node)
+        self._leases.pop(node, None)
+        return True
+
+    async def refresh(self, sessions: Iterable[Session], ttl: float) -> None:
+        """Nothing in memory expires by itself."""
+
+    async def alive(self) -> bool:
+        return True
+
+
 class MemoryBroker:
     """Delivers synchronously to this process's one handler per channel."""
 
@@ -234,6 +294,7 @@ def memory_backplane(history_size: int = 100, history_ttl: float = 3600.0) -> Ba
         presence=MemoryPresenceStore(),
         messages=MemoryMessageStore(history_size, history_ttl),
         typing=MemoryTypingStore(),
+        nodes=MemoryNodeStore(),
         broker=MemoryBroker(),
         name="memory",
     )
