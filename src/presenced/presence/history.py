@@ -185,8 +185,11 @@ class HistoryBook:
         """Edit (``body`` given) or delete (``body`` None) a kept message; the caller has
         checked authority. None when the message is not kept."""
         log = self._logs.get(room)
-        state = log.messages.get(message_id) if log else None
-        if log is None or state is None or state.deleted:
+        if log is None:
+            return None
+        log.trim(self.size, self.ttl, now)  # a message past its age is gone, even if untouched
+        state = log.messages.get(message_id)
+        if state is None or state.deleted:
             return None
         log.offset += 1
         if body is None:
