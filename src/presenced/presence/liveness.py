@@ -104,6 +104,13 @@ class SessionRegistry:
         self._tokens[session.resume_token] = session.id
         self._start_active(session, now, first=True)
 
+    def adopt_in_grace(self, session: Session, now: float) -> None:
+        """Own a session that was in GRACE (or ACTIVE) on a node that died or let it go: it is
+        in GRACE here from ``now``."""
+        session.state = SessionState.ACTIVE
+        self.add(session, now)
+        self.transport_lost(session.id, now)
+
     def transport_lost(self, session_id: SessionId, now: float) -> Session:
         """ACTIVE -> GRACE: stop pinging, start the grace clock."""
         session = self._sessions[session_id]
@@ -128,6 +135,13 @@ class SessionRegistry:
         session = self._sessions[session_id]
         session.apply(event)
         self._forget(session)
+        return session
+
+    def release(self, session_id: SessionId) -> Session | None:
+        """Forget a session that another node now owns (no transition: it lives on there)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self._forget(session)
         return session
 
     def activity(self, session_id: SessionId, now: float) -> bool:

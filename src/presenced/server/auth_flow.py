@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from presenced.auth import Identity, insecure_identity
 from presenced.errors import AuthError, ProtocolError
-from presenced.presence.session import Session
+from presenced.presence.session import Session, SessionState
 from presenced.protocol.codes import SUPPORTED_PROTOCOLS, CloseCode, ErrorCode
 from presenced.protocol.messages import Auth, DeviceBack, Welcome
+from presenced.server.fanout import node_channel
 from presenced.server.room_events import presence_changed
 from presenced.typing import DeviceId, SessionId
 
@@ -51,6 +52,7 @@ async def authenticate(node: Node, conn: Connection, msg: Auth) -> None:
         device_info=msg.device_info,
         moderator=identity.moderator,
         room_patterns=identity.rooms,
+        node=node.node_id,
     )
     node.registry.add(session, now)
     await node.attach_session(conn, session)
@@ -58,7 +60,7 @@ async def authenticate(node: Node, conn: Connection, msg: Auth) -> None:
     change = await backplane.presence.set(
         session.user, session.id, session.effective_status, None, node.clock.wall()
     )
-    await backplane.sessions.put(session)
+    await node.save(session)
     conn.send(_welcome(node, session, msg, resumed=False, resume_error=resume_error))
     await presence_changed(backplane, session.user, change)
 
@@ -87,6 +89,8 @@ async def _resume(node: Node, conn: Connection, identity: Identity, msg: Auth, n
     assert msg.resume is not None
     registry = node.registry
     session = registry.by_resume_token(msg.resume)
+    if session is None:
+        session = await _take_from_another_node(node, msg.resume, now)
     if session is None or session.user != identity.user:
         return False
     old = node.connection_of(session.id)
@@ -104,7 +108,7 @@ async def _resume(node: Node, conn: Connection, identity: Identity, msg: Auth, n
         await node.fanout.join_room(conn, room, options.device_events)
     for user in session.subscriptions:
         await node.fanout.watchers.add(user, conn)
-    await node.backplane.sessions.put(session)
+    await node.save(session)
     conn.send(_welcome(node, session, msg, resumed=True))
     from presenced.server.messaging import recover
 
@@ -114,6 +118,23 @@ async def _resume(node: Node, conn: Connection, identity: Identity, msg: Auth, n
     session.marks.clear()
     await node.publish_device(session, DeviceBack)
     return True
+
+
+async def _take_from_another_node(node: Node, token: str, now: float) -> Session | None:
+    """Resume anywhere: a session owned by another node (alive, or dead and not yet reaped)
+    moves here if it is still live; its old owner is told to let it go."""
+    sessions = node.backplane.sessions
+    record = await sessions.by_resume_token(token)
+    if record is None or record.state is SessionState.CLOSED or record.node == node.node_id:
+        return None
+    previous = record.node
+    if not await sessions.take(record.id, previous, node.node_id):
+        return None
+    record.node = node.node_id
+    record.state = SessionState.GRACE
+    node.registry.adopt_in_grace(record, now)
+    await node.backplane.broker.publish(node_channel(previous), b"moved " + record.id.encode())
+    return record
 
 
 def _welcome(

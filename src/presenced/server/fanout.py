@@ -21,6 +21,7 @@ __all__ = [
     "ChannelTable",
     "LocalFanout",
     "device_channel",
+    "node_channel",
     "presence_channel",
     "room_channel",
     "user_channel",
@@ -43,6 +44,11 @@ def device_channel(room: RoomId) -> str:
 def presence_channel(user: UserId) -> str:
     """A user's presence, for its watchers."""
     return f"presence:{user}"
+
+
+def node_channel(node: str) -> str:
+    """Notices for one node (a session it owned was taken by another)."""
+    return f"node:{node}"
 
 
 def user_channel(user: UserId) -> str:

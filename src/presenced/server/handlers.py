@@ -112,7 +112,7 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
             ref=msg.ref,
         )
     )
-    await backplane.sessions.put(session)
+    await node.save(session)
     if msg.since is not None:
         from presenced.server.messaging import recover
 
@@ -129,7 +129,7 @@ async def _leave(node: Node, conn: Connection, session: Session, msg: RoomLeave)
     node.fanout.leave_room(conn, room)
     await publish_change(node.backplane, change, reason=LeaveReason.LEFT, origin=session.id)
     conn.send(RoomLeft(room=room, ref=msg.ref))
-    await node.backplane.sessions.put(session)
+    await node.save(session)
 
 
 async def _members(node: Node, conn: Connection, session: Session, msg: RoomMembers) -> None:
@@ -157,7 +157,7 @@ async def _meta(node: Node, conn: Connection, session: Session, msg: RoomMeta) -
     session.rooms[room].meta = msg.meta
     await publish_change(node.backplane, change, origin=session.id)
     conn.send(RoomMetaUpdated(room=room, version=change.version, meta=msg.meta, ref=msg.ref))
-    await node.backplane.sessions.put(session)
+    await node.save(session)
 
 
 async def _status(node: Node, conn: Connection, session: Session, msg: StatusSet) -> None:
@@ -187,7 +187,7 @@ async def _subscribe(
         session.subscriptions.add(user)
         await node.fanout.watchers.add(user, conn)
     conn.send(PresenceSubscribed(users=await presence_of(node.backplane, users), ref=msg.ref))
-    await node.backplane.sessions.put(session)
+    await node.save(session)
 
 
 async def _unsubscribe(
@@ -199,7 +199,7 @@ async def _unsubscribe(
             session.subscriptions.discard(user)
             node.fanout.watchers.discard(user, conn)
     conn.send(PresenceUnsubscribed(users=list(users), ref=msg.ref))
-    await node.backplane.sessions.put(session)
+    await node.save(session)
 
 
 async def _logout(node: Node, conn: Connection, session: Session, msg: Logout) -> None:

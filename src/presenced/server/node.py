@@ -34,9 +34,10 @@ from presenced.protocol.messages import (
     DeviceGone,
     ForceLeave,
 )
+from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
 from presenced.server.eager import run_eager
-from presenced.server.fanout import LocalFanout, device_channel
+from presenced.server.fanout import LocalFanout, device_channel, node_channel
 from presenced.server.room_events import presence_changed, publish_change
 from presenced.server.transport import ConnectRequest
 from presenced.store.base import Backplane
@@ -85,6 +86,7 @@ class Node:
             (rng or random.Random()).random,
         )
         self.fanout = LocalFanout(backplane.broker, self.spawn)
+        self.lease = LeaseKeeper(self)
         self.draining = False
         self._conn_seq = 0
         self._pending: dict[str, Connection] = {}  # not yet authenticated, by connection id
@@ -94,6 +96,23 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- start and health -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the cluster: listen for notices to this node, take the lease, start ticking."""
+        await self.backplane.broker.subscribe(node_channel(self.node_id), self._on_notice)
+        self.lease.start()
+
+    def _on_notice(self, data: bytes, origin: str | None) -> None:
+        verb, _, arg = data.partition(b" ")
+        if verb == b"moved":
+            self.moved_away(SessionId(arg.decode()))
+
+    @property
+    def degraded(self) -> bool:
+        """The shared store is unreachable: local clients are served, shared state lags."""
+        return self.lease.degraded
 
     # --- introspection ---------------------------------------------------------------------
 
@@ -212,11 +231,43 @@ class Node:
         for room in session.rooms:
             session.marks[room] = await self.backplane.messages.position(room)
             await clear_typing(self, session, room)
-        await self.backplane.sessions.put(session)
+        await self.save(session)
         await self.publish_device(session, DeviceDropped)
 
+    async def save(self, session: Session) -> bool:
+        """Write the session's record; if another node owns it now, let it go here."""
+        if await self.backplane.sessions.put(session):
+            return True
+        self.lost(session)
+        return False
+
+    def lost(self, session: Session) -> None:
+        """Another node took this session (it resumed there): drop it without ending it."""
+        if self.registry.get(session.id) is session:
+            self.registry.release(session.id)
+        conn = self._by_session.get(session.id)
+        if conn is not None:
+            self.detach(conn, session)
+            conn.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+        log.info("session %s moved to another node", session.id)
+
+    def moved_away(self, session_id: SessionId) -> None:
+        """Another node announced it took one of our sessions."""
+        session = self.registry.get(session_id)
+        if session is not None:
+            self.lost(session)
+            self.rearm()
+
     async def end_session(self, session: Session, reason: LeaveReason) -> None:
-        """A CLOSED session leaves every room and its user's presence, at once."""
+        """A CLOSED session leaves every room and its user's presence, at once.
+
+        The CLOSED record is written first, so that if this node dies half-way the node that
+        reaps it finishes the job instead of leaving a member behind."""
+        if await self.save(session):
+            await self.finish_session(session, reason)
+
+    async def finish_session(self, session: Session, reason: LeaveReason) -> None:
+        """Remove a CLOSED session from its rooms and its user's presence, then its record."""
         from presenced.server.messaging import clear_typing
 
         backplane = self.backplane
@@ -230,7 +281,7 @@ class Node:
                 )
                 await backplane.broker.publish(device_channel(room), encode(gone), session.id)
         presence = await backplane.presence.remove(session.user, session.id, self.clock.wall())
-        await backplane.sessions.delete(session.id)
+        await backplane.sessions.delete(session.id, owner=self.node_id)
         await presence_changed(backplane, session.user, presence)
 
     def force_leave(self, session: Session, reason: LeaveReason, message: str) -> None:
@@ -265,7 +316,7 @@ class Node:
         change = await backplane.presence.set(
             session.user, session.id, session.effective_status, session.text, self.clock.wall()
         )
-        await backplane.sessions.put(session)
+        await self.save(session)
         await presence_changed(backplane, session.user, change)
         return change
 
@@ -378,12 +429,16 @@ class Node:
         self.rearm()
 
     async def drain(self) -> None:
-        """Stop taking connections; tell every client to reconnect elsewhere."""
+        """Stop taking connections; tell every client to reconnect elsewhere. Their sessions
+        stay in grace and the lease is dropped, so another node adopts them at once and a
+        rolling deploy shows no leave/join storm."""
         self.draining = True
         for conn in self.local_connections():
             conn.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        self.stop_timer()
+        await self.lease.stop(hand_over=True)
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:

@@ -56,7 +56,6 @@ class RunningServer:
         """Drain (clients are told to reconnect), close the listener, release the backplane."""
         self.server.close()
         await self.node.drain()
-        self.node.stop_timer()
         await self.node.backplane.close()
 
 
@@ -96,17 +95,20 @@ async def start_server(
 
     def http_route(request: ConnectRequest) -> HttpResponse | None:
         if request.path == "/health":
+            status = "draining" if node.draining else "degraded" if node.degraded else "ok"
             body = {
-                "status": "draining" if node.draining else "ok",
+                "status": status,
                 "node": node.node_id,
                 "version": __version__,
                 "store": node.backplane.name,
                 "connections": node.connection_count,
                 "sessions": node.session_count,
             }
-            return (503 if node.draining else 200, json.dumps(body).encode(), "application/json")
+            code = 200 if status == "ok" else 503
+            return (code, json.dumps(body).encode(), "application/json")
         return None
 
+    await node.start()
     server = await start_picows_server(
         settings.host,
         settings.port,

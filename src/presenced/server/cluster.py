@@ -1,0 +1,157 @@
+"""Being one of many nodes: the lease, the reaper, and convergence after a store outage.
+
+One task per node (never one per session) ticks every ``lease_interval``:
+
+1. renew this node's lease;
+2. now and then, push back the failsafe expiry of everything its sessions keep alive (one
+   batch);
+3. reap every node whose lease is gone: its sessions enter grace here, from this moment, so
+   clients that reconnect anywhere resume without a leave, and those that do not are removed
+   when the grace runs out; sessions it was in the middle of ending are finished;
+4. if the store could not be reached, report degraded; when it is back (or came back empty),
+   re-assert every local session so shared state converges, without events, since nothing
+   changed for the clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from presenced.presence.session import Session, SessionState
+from presenced.protocol.codes import LeaveReason
+from presenced.protocol.messages import DeviceDropped
+
+if TYPE_CHECKING:
+    from presenced.server.node import Node
+
+__all__ = ["LeaseKeeper"]
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """The node's membership of the cluster, kept by one periodic task."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.degraded = False
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._ticks = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-keeper")
+
+    def poke(self) -> None:
+        """Tick now (a lease expired, or a node announced it is leaving)."""
+        self._wake.set()
+
+    async def stop(self, *, hand_over: bool) -> None:
+        """Stop ticking; with ``hand_over`` drop the lease so survivors reap at once."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if hand_over:
+            try:
+                await self.node.backplane.nodes.drop(self.node.node_id)
+            except Exception:
+                log.warning("could not drop the lease; survivors will reap after it expires")
+
+    async def _run(self) -> None:
+        interval = self.node.settings.lease_interval
+        while True:
+            await self.tick()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+
+    async def tick(self) -> None:
+        """One round: renew, refresh, reap, and converge after an outage."""
+        node = self.node
+        nodes = node.backplane.nodes
+        settings = node.settings
+        try:
+            lost_state = not await nodes.alive()
+            await nodes.renew(node.node_id, settings.lease_ttl)
+            if self.degraded or lost_state:
+                await self.reassert()
+            if self.degraded:
+                log.warning("store reachable again: node %s is healthy", node.node_id)
+                self.degraded = False
+            self._ticks += 1
+            every = max(1, int(settings.session_ttl / 4 / settings.lease_interval))
+            if self._ticks % every == 0:
+                await nodes.refresh(node.registry, settings.session_ttl)
+            for dead in await nodes.expired():
+                if dead != node.node_id and await nodes.claim(dead):
+                    await self.reap(dead)
+        except Exception as exc:
+            if not self.degraded:
+                log.error("store unreachable, node %s is degraded: %s", node.node_id, exc)
+            self.degraded = True
+        finally:
+            node.rearm()
+
+    async def reap(self, dead: str) -> None:
+        """Adopt a dead node's sessions into grace here; finish the ones it was ending."""
+        node = self.node
+        sessions = node.backplane.sessions
+        now = node.clock.monotonic()
+        adopted = finished = 0
+        for record in await sessions.of_node(dead):
+            if not await sessions.take(record.id, dead, node.node_id):
+                continue  # resumed elsewhere meanwhile
+            record.node = node.node_id
+            if record.state is SessionState.CLOSED:
+                node.spawn(node.finish_session(record, LeaveReason.NODE_LOST))
+                finished += 1
+                continue
+            adopt(node, record, now)
+            adopted += 1
+        log.info(
+            "reaped node %s: %d sessions in grace here, %d endings finished",
+            dead,
+            adopted,
+            finished,
+        )
+
+    async def reassert(self) -> None:
+        """Write every local session back into the store (after an outage or an empty
+        restart), silently: clients saw no change, so nobody is told of one."""
+        node = self.node
+        backplane = node.backplane
+        count = 0
+        wall = node.clock.wall()
+        for session in list(node.registry):
+            if not await backplane.sessions.put(session):
+                node.lost(session)
+                continue
+            await backplane.presence.set(
+                session.user, session.id, session.effective_status, session.text, wall
+            )
+            private = await backplane.presence.get_private(session.user)
+            for room, options in session.rooms.items():
+                await backplane.rooms.add(
+                    room, session.user, session.id, options.meta, private.status == "invisible"
+                )
+            count += 1
+        log.info("re-asserted %d sessions of node %s", count, node.node_id)
+
+
+def adopt(node: Node, session: Session, now: float) -> None:
+    """Own a session whose node died: it enters grace here from ``now``."""
+    session.marks.clear()
+    node.registry.adopt_in_grace(session, now)
+    node.spawn(_announce_adopted(node, session))
+
+
+async def _announce_adopted(node: Node, session: Session) -> None:
+    for room in session.rooms:
+        session.marks[room] = await node.backplane.messages.position(room)
+    await node.save(session)
+    await node.publish_device(session, DeviceDropped)
