@@ -1,4 +1,5 @@
-"""The client SDK's pure rules: backoff bounds, close-code decisions, what a welcome restores."""
+"""The client SDK's pure rules: backoff bounds, close-code decisions, what a welcome restores,
+room stream positions and recovery, delivered receipts and the typing throttle."""
 
 from __future__ import annotations
 
@@ -6,17 +7,40 @@ import pytest
 
 from presenced.client.policy import (
     MAX_USERS_PER_SUBSCRIBE,
+    UNKNOWN_EPOCH,
     Backoff,
     Decision,
+    DeliveredReceipts,
     Restore,
     ResumeState,
     RoomState,
+    StreamPositions,
+    TypingThrottle,
     auth_failure_decision,
+    delivered_receipt,
     reconnect_decision,
     retry_delay,
 )
+from presenced.protocol.chat import (
+    MessageAck,
+    MessageDeleted,
+    MessageEdited,
+    MessageEvent,
+    Position,
+    ReceiptDelivered,
+    RoomEvent,
+    RoomRecovered,
+    TypingEvent,
+)
 from presenced.protocol.codes import CloseCode, ErrorCode
-from presenced.protocol.messages import PresenceSubscribe, RoomJoin, StatusSet, Welcome
+from presenced.protocol.messages import (
+    MemberJoined,
+    PresenceSubscribe,
+    RoomJoin,
+    RoomJoined,
+    StatusSet,
+    Welcome,
+)
 
 ALMOST_ONE = 1.0 - 2**-53  # the largest float below 1: what random() can return at most
 
@@ -224,9 +248,10 @@ def test_resumed_welcome_restores_nothing() -> None:
 def test_fresh_session_restores_rooms_subscriptions_and_status() -> None:
     state = populated()
     plan = state.on_welcome(welcome(resumed=False, resume_error="expired"))
+    unknown = Position(epoch=UNKNOWN_EPOCH, offset=0)  # nothing seen in either room yet
     assert plan.joins == (
-        RoomJoin(room="doc:1", meta={"cursor": 3}, device_events=True),
-        RoomJoin(room="doc:2", meta=None, device_events=False),
+        RoomJoin(room="doc:1", meta={"cursor": 3}, device_events=True, since=unknown),
+        RoomJoin(room="doc:2", meta=None, device_events=False, since=unknown),
     )
     assert plan.subscribes == (PresenceSubscribe(users=["bob", "carol"]),)
     assert plan.status == StatusSet(status="busy", text="in a meeting")
@@ -246,7 +271,7 @@ def test_fresh_session_without_a_status_set_sends_no_status() -> None:
 def test_resumed_welcome_missing_a_room_or_user_re_sends_just_those() -> None:
     state = populated()
     plan = state.on_welcome(welcome(resumed=True, rooms=["doc:1"], subscriptions=["bob"]))
-    assert plan.joins == (RoomJoin(room="doc:2"),)
+    assert plan.joins == (RoomJoin(room="doc:2", since=Position(epoch=UNKNOWN_EPOCH, offset=0)),)
     assert plan.subscribes == (PresenceSubscribe(users=["carol"]),)
     assert plan.status is None
 
@@ -293,3 +318,327 @@ def test_clear_forgets_everything_including_the_token() -> None:
     state.clear()
     assert state == ResumeState()
     assert state.on_welcome(welcome(resumed=False)).empty
+
+
+# --- room stream positions -----------------------------------------------------------------
+
+
+def msg(offset: int, room: str = "r", epoch: str = "e1", user: str = "bob") -> MessageEvent:
+    return MessageEvent(
+        room=room,
+        epoch=epoch,
+        offset=offset,
+        id=f"m{offset}",
+        user=user,
+        device="d",
+        body=f"text {offset}",
+        time=1.0,
+    )
+
+
+def edited(
+    offset: int, room: str = "r", epoch: str = "e1", ref: int | None = None
+) -> MessageEdited:
+    return MessageEdited(
+        room=room, epoch=epoch, offset=offset, id="m1", user="bob", body="new", time=1.0, ref=ref
+    )
+
+
+def deleted(offset: int, room: str = "r", epoch: str = "e1") -> MessageDeleted:
+    return MessageDeleted(room=room, epoch=epoch, offset=offset, id="m1", user="bob", time=1.0)
+
+
+def ack(offset: int, room: str = "r", epoch: str = "e1") -> MessageAck:
+    return MessageAck(
+        room=room, epoch=epoch, offset=offset, id=f"m{offset}", duplicate=False, temp_id="t", ref=7
+    )
+
+
+def recovered(
+    offset: int,
+    events: list[RoomEvent],
+    *,
+    room: str = "r",
+    epoch: str = "e1",
+    ok: bool = True,
+) -> RoomRecovered:
+    return RoomRecovered(room=room, epoch=epoch, offset=offset, recovered=ok, events=events)
+
+
+def pos(epoch: str, offset: int) -> Position:
+    return Position(epoch=epoch, offset=offset)
+
+
+def test_stream_events_advance_the_position_and_pass_through() -> None:
+    streams = StreamPositions()
+    assert streams.position("r") is None
+    for event in (msg(1), edited(2), deleted(3)):
+        assert streams.receive(event) == [event]
+    assert streams.position("r") == pos("e1", 3)
+    # Other rooms and other messages are untouched.
+    typing = TypingEvent(room="r", users=["bob"])
+    assert streams.receive(typing) == [typing]
+    assert streams.receive(msg(9, room="other")) == [msg(9, room="other")]
+    assert streams.known == {"r": pos("e1", 3), "other": pos("e1", 9)}
+
+
+def test_position_never_moves_back_within_an_epoch() -> None:
+    streams = StreamPositions()
+    streams.advance("r", "e1", 5)
+    streams.advance("r", "e1", 4)  # a late event (out of order across nodes): still surfaced
+    assert streams.position("r") == pos("e1", 5)
+    assert streams.receive(msg(4)) == [msg(4)]
+    assert streams.position("r") == pos("e1", 5)
+
+
+def test_a_new_epoch_replaces_the_position_even_with_a_lower_offset() -> None:
+    streams = StreamPositions()
+    streams.advance("r", "e1", 50)
+    streams.receive(msg(1, epoch="e2"))
+    assert streams.position("r") == pos("e2", 1)
+
+
+def test_replies_with_offsets_advance_the_position() -> None:
+    streams = StreamPositions()
+    streams.reply(ack(4))
+    assert streams.position("r") == pos("e1", 4)
+    streams.reply(edited(5, ref=3))
+    streams.reply(RoomJoined(room="r", version=1, members=[], ref=2))  # no offset: ignored
+    assert streams.position("r") == pos("e1", 5)
+
+
+def test_awaited_room_holds_live_events_until_its_recovery() -> None:
+    streams = StreamPositions()
+    streams.advance("r", "e1", 2)
+    streams.expect("r")
+    # Live events while the recovery is due: held, not counted, not surfaced.
+    assert streams.receive(msg(5)) == []
+    assert streams.receive(msg(6)) == []
+    streams.reply(ack(7))  # a reply does not move an awaited room either
+    assert streams.position("r") == pos("e1", 2)
+    # Other rooms flow.
+    assert streams.receive(msg(1, room="other")) == [msg(1, room="other")]
+
+    recovery = recovered(5, [msg(3), deleted(4), msg(5)])
+    out = streams.receive(recovery)
+    # The recovery first, then only the held events past it (5 was in both).
+    assert out == [recovery, msg(6)]
+    assert streams.position("r") == pos("e1", 6)
+    assert streams.awaiting == {}
+    assert streams.receive(msg(7)) == [msg(7)]
+
+
+def test_recovery_failed_in_a_new_epoch_takes_the_new_position() -> None:
+    streams = StreamPositions()
+    streams.advance("r", "e1", 40)
+    streams.expect("r")
+    streams.receive(msg(39, epoch="e1"))  # from the dead epoch: dropped at the recovery
+    streams.receive(msg(2, epoch="e2"))  # covered by the reload the app must do
+    streams.receive(msg(4, epoch="e2"))
+    failed = recovered(3, [], epoch="e2", ok=False)
+    assert streams.receive(failed) == [failed, msg(4, epoch="e2")]
+    assert streams.position("r") == pos("e2", 4)
+
+
+def test_unexpected_recovery_passes_through_and_sets_the_position() -> None:
+    streams = StreamPositions()
+    recovery = recovered(3, [msg(2), msg(3)])
+    assert streams.receive(recovery) == [recovery]
+    assert streams.position("r") == pos("e1", 3)
+
+
+def test_settle_releases_held_events_of_rooms_no_recovery_came_for() -> None:
+    streams = StreamPositions()
+    streams.expect("a")
+    streams.expect("b")
+    streams.receive(msg(1, room="a"))
+    streams.receive(msg(2, room="a"))
+    assert streams.settle() == [msg(1, room="a"), msg(2, room="a")]
+    assert streams.awaiting == {}
+    assert streams.position("a") == pos("e1", 2)
+    assert streams.position("b") is None
+
+
+def test_connection_lost_drops_held_events_so_the_next_recovery_has_them() -> None:
+    streams = StreamPositions()
+    streams.advance("r", "e1", 2)
+    streams.expect("r")
+    streams.receive(msg(3))
+    streams.connection_lost()
+    assert streams.awaiting == {}
+    assert streams.position("r") == pos("e1", 2)  # 3 was never surfaced
+
+
+def test_forget_drops_position_and_recovery() -> None:
+    streams = StreamPositions()
+    streams.advance("r", "e1", 2)
+    streams.expect("r")
+    streams.forget("r")
+    assert streams.position("r") is None
+    assert streams.awaiting == {}
+    assert streams.since("r") == pos(UNKNOWN_EPOCH, 0)
+
+
+def test_for_auth_lists_known_positions_of_the_given_rooms() -> None:
+    streams = StreamPositions()
+    assert streams.for_auth(["r"]) is None
+    streams.advance("r", "e1", 2)
+    streams.advance("gone", "e1", 9)
+    assert streams.for_auth(["r", "quiet"]) == {"r": pos("e1", 2)}
+    assert streams.since("r") == pos("e1", 2)
+    assert streams.since("quiet") == pos(UNKNOWN_EPOCH, 0)
+
+
+# --- what a reconnect sends: resume vs re-join -------------------------------------------
+
+
+def chatting() -> ResumeState:
+    """In rooms a (messages seen up to 3), b (own message acked at 7) and quiet (nothing)."""
+    state = ResumeState(resume_token="rt-1")
+    for room in ("a", "b", "quiet"):
+        state.joined(room)
+    for event in (msg(1, room="a"), msg(2, room="a"), edited(3, room="a")):
+        state.streams.receive(event)
+    state.streams.reply(ack(7, room="b", epoch="eb"))
+    return state
+
+
+def test_first_connect_sends_no_positions() -> None:
+    state = ResumeState()
+    assert state.auth_positions() is None
+    state.on_welcome(welcome(resumed=False, token="rt-1"))
+    assert state.auth_positions() is None  # no rooms, nothing seen
+
+
+def test_resume_sends_positions_in_auth_and_awaits_every_restored_room() -> None:
+    state = chatting()
+    assert state.auth_positions() == {"a": pos("e1", 3), "b": pos("eb", 7)}
+
+    plan = state.on_welcome(welcome(resumed=True, rooms=["a", "b", "quiet"]))
+    assert plan.empty  # nothing to re-join: the recovery follows the welcome
+    assert set(state.streams.awaiting) == {"a", "b", "quiet"}
+    # The recovery for a arrives: exactly what was missed.
+    missed = recovered(5, [msg(4, room="a"), msg(5, room="a")], room="a")
+    assert state.streams.receive(missed) == [missed]
+    assert state.streams.position("a") == pos("e1", 5)
+
+
+def test_failed_resume_re_joins_with_since_and_awaits_the_answers() -> None:
+    state = chatting()
+    plan = state.on_welcome(welcome(resumed=False, resume_error="expired"))
+    assert plan.joins == (
+        RoomJoin(room="a", since=pos("e1", 3)),
+        RoomJoin(room="b", since=pos("eb", 7)),
+        RoomJoin(room="quiet", since=pos(UNKNOWN_EPOCH, 0)),
+    )
+    assert set(state.streams.awaiting) == {"a", "b", "quiet"}
+
+
+def test_resumed_welcome_missing_a_room_re_joins_it_with_since() -> None:
+    state = chatting()
+    plan = state.on_welcome(welcome(resumed=True, rooms=["a", "quiet"]))
+    assert plan.joins == (RoomJoin(room="b", since=pos("eb", 7)),)
+    assert set(state.streams.awaiting) == {"a", "b", "quiet"}
+
+
+def test_a_left_room_is_neither_resumed_nor_re_joined_with_an_old_position() -> None:
+    state = chatting()
+    state.left("a")
+    assert state.auth_positions() == {"b": pos("eb", 7)}
+    state.joined("a")  # joined again later, nothing seen since
+    plan = state.on_welcome(welcome(resumed=False))
+    assert RoomJoin(room="a", since=pos(UNKNOWN_EPOCH, 0)) in plan.joins
+
+
+def test_server_restart_new_epoch_then_next_resume_uses_it() -> None:
+    state = chatting()
+    state.on_welcome(welcome(resumed=False, resume_error="unknown session", token="rt-9"))
+    # The new server's stream has a new epoch: the recovery fails and says so.
+    failed = recovered(0, [], room="a", epoch="e-new", ok=False)
+    assert state.streams.receive(failed) == [failed]
+    state.streams.receive(msg(1, room="a", epoch="e-new"))
+    assert state.streams.settle() == []  # b and quiet got no answer: nothing was held
+    positions = state.auth_positions()
+    assert positions is not None
+    assert positions["a"] == pos("e-new", 1)
+
+
+def test_a_new_welcome_drops_events_held_for_the_previous_connection() -> None:
+    state = chatting()
+    state.on_welcome(welcome(resumed=True, rooms=["a", "b", "quiet"]))
+    state.streams.receive(msg(4, room="a"))  # held; then the connection dropped again
+    assert state.auth_positions() == {"a": pos("e1", 3), "b": pos("eb", 7)}
+    state.on_welcome(welcome(resumed=True, rooms=["a", "b", "quiet"], token="rt-3"))
+    assert state.streams.awaiting["a"] == []
+
+
+def test_clear_forgets_positions() -> None:
+    state = chatting()
+    state.clear()
+    assert state.streams == StreamPositions()
+    assert state.auth_positions() is None
+
+
+# --- delivered receipts ----------------------------------------------------------------------
+
+
+def test_delivered_receipt_for_messages_by_others() -> None:
+    assert delivered_receipt(msg(3), "alice") == ReceiptDelivered(room="r", offset=3)
+    assert delivered_receipt(msg(3, user="alice"), "alice") is None  # our own, other device
+    assert delivered_receipt(edited(4), "alice") is None
+    assert (
+        delivered_receipt(
+            MemberJoined(room="r", version=1, user="x", status="online", devices=1), "alice"
+        )
+        is None
+    )
+
+
+def test_delivered_receipt_for_a_recovery_is_its_last_message_by_others() -> None:
+    events: list[RoomEvent] = [msg(2), msg(3, user="alice"), msg(4), edited(5)]
+    assert delivered_receipt(recovered(5, events), "alice") == ReceiptDelivered(room="r", offset=4)
+    assert delivered_receipt(recovered(5, [edited(5)]), "alice") is None
+    assert delivered_receipt(recovered(5, [], ok=False), "alice") is None
+
+
+def test_delivered_receipts_coalesce_to_the_highest_offset_per_room() -> None:
+    batch = DeliveredReceipts()
+    assert batch.take() == []
+    for room, offset in (("a", 1), ("a", 3), ("b", 2), ("a", 2)):
+        batch.note(room, offset)
+    assert batch.take() == [
+        ReceiptDelivered(room="a", offset=3),
+        ReceiptDelivered(room="b", offset=2),
+    ]
+    assert batch.take() == []
+
+
+# --- typing throttle ---------------------------------------------------------------------------
+
+
+def test_typing_throttle_sends_once_per_interval_per_room() -> None:
+    throttle = TypingThrottle(interval=2.0)
+    assert throttle.start("r", 10.0)
+    assert not throttle.start("r", 11.9)
+    assert throttle.start("other", 11.9)
+    assert throttle.start("r", 12.0)
+
+
+def test_typing_throttle_reset_and_clear_let_the_next_start_through() -> None:
+    throttle = TypingThrottle(interval=2.0)
+    assert throttle.start("a", 0.0) and throttle.start("b", 0.0)
+    throttle.reset("a")  # stopped, or a message was sent
+    assert throttle.start("a", 0.5)
+    assert not throttle.start("b", 0.5)
+    throttle.clear()  # a new connection
+    assert throttle.start("b", 0.6)
+
+
+def test_typing_throttle_zero_interval_never_throttles() -> None:
+    throttle = TypingThrottle(interval=0.0)
+    assert throttle.start("r", 1.0) and throttle.start("r", 1.0)
+
+
+def test_typing_throttle_rejects_negative_interval() -> None:
+    with pytest.raises(ValueError, match="typing throttle must be >= 0"):
+        TypingThrottle(interval=-1.0)

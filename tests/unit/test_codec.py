@@ -18,6 +18,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from presenced.errors import ProtocolError
+from presenced.protocol.chat import (
+    MessageAck,
+    MessageDelete,
+    MessageDeleted,
+    MessageEdit,
+    MessageEdited,
+    MessageEvent,
+    MessageSend,
+    Position,
+    Receipt,
+    ReceiptDelivered,
+    ReceiptSeen,
+    RoomHistory,
+    RoomHistoryReply,
+    RoomRead,
+    RoomReadReply,
+    RoomRecovered,
+    TypingEvent,
+    TypingStart,
+    TypingStop,
+)
 from presenced.protocol.codec import convert_auth, decode_client, decode_server, encode
 from presenced.protocol.codes import ErrorCode
 from presenced.protocol.messages import (
@@ -83,11 +104,21 @@ CLIENT_FULL: list[Any] = [
         device_info={"app": "ios", "version": [3, 2], "beta": True, "note": None},
         resume="rt_Kp0c",
         protocol=2,
+        positions={
+            "lobby": Position(epoch="9c1e", offset=41),
+            "table-9": Position(epoch="x", offset=0),
+        },
         ref="a1",
     ),
     Heartbeat(ref=17),
     Activity(ref="act"),
-    RoomJoin(room="lobby", meta={"seat": 4, "nick": "Ali"}, device_events=True, ref=1),
+    RoomJoin(
+        room="lobby",
+        meta={"seat": 4, "nick": "Ali"},
+        device_events=True,
+        since=Position(epoch="9c1e", offset=41),
+        ref=1,
+    ),
     RoomLeave(room="lobby", ref="l1"),
     RoomMembers(room="lobby", ref=0),
     RoomCount(room="lobby", ref=-3),
@@ -96,6 +127,17 @@ CLIENT_FULL: list[Any] = [
     PresenceSubscribe(users=["bob", "carol"], ref="s1"),
     PresenceUnsubscribe(users=["carol"], ref="s2"),
     Logout(ref="bye"),
+    MessageSend(
+        room="lobby", body={"text": "hi @bob", "mentions": ["bob"]}, temp_id="tmp-1", ref="ms1"
+    ),
+    MessageEdit(room="lobby", id="m_Zx81", body="hello (edited)", ref=6),
+    MessageDelete(room="lobby", id="m_Zx81", ref="del"),
+    ReceiptDelivered(room="lobby", offset=44, ref="rd"),
+    ReceiptSeen(room="lobby", offset=43, ref=7),
+    RoomRead(room="lobby", ref="rr"),
+    RoomHistory(room="lobby", limit=1000, before=40, ref="h1"),
+    TypingStart(room="lobby", ref="ts"),
+    TypingStop(room="lobby", ref="tp"),
 ]
 
 CLIENT_MINIMAL: list[Any] = [
@@ -111,6 +153,15 @@ CLIENT_MINIMAL: list[Any] = [
     PresenceSubscribe(users=["u"]),
     PresenceUnsubscribe(users=["u"]),
     Logout(),
+    MessageSend(room="r", body=""),
+    MessageEdit(room="r", id="m", body={}),
+    MessageDelete(room="r", id="m"),
+    ReceiptDelivered(room="r", offset=0),
+    ReceiptSeen(room="r", offset=0),
+    RoomRead(room="r"),
+    RoomHistory(room="r"),
+    TypingStart(room="r"),
+    TypingStop(room="r"),
 ]
 
 _MEMBERS = [
@@ -120,6 +171,35 @@ _MEMBERS = [
 _PRESENCE_FULL = Presence(
     user="carol", online=False, status="offline", devices=0, text="gone", last_seen=1795431600.5
 )
+_MESSAGE_FULL = MessageEvent(
+    room="lobby",
+    epoch="9c1e",
+    offset=42,
+    id="m_Zx81",
+    user="alice",
+    device="phone",
+    body={"text": "hi", "attachments": [{"url": "https://x.example/a.png", "w": 64}]},
+    time=1795435200.25,
+    temp_id="tmp-1",
+)
+_MESSAGE_MINIMAL = MessageEvent(
+    room="r", epoch="e", offset=1, id="m", user="u", device="d", body="", time=0.0
+)
+# As room events (in room.recovered) they carry no ref; the requester's own copy does.
+_EDITED_EVENT = MessageEdited(
+    room="lobby",
+    epoch="9c1e",
+    offset=43,
+    id="m_Zx81",
+    user="mod-1",
+    body="hello (edited)",
+    time=1795435201.5,
+)
+_DELETED_EVENT = MessageDeleted(
+    room="lobby", epoch="9c1e", offset=44, id="m_Zx81", user="alice", time=1795435202.0
+)
+_EDITED_FULL = msgspec.structs.replace(_EDITED_EVENT, ref=6)
+_DELETED_FULL = msgspec.structs.replace(_DELETED_EVENT, ref="del")
 
 SERVER_FULL: list[Any] = [
     Welcome(
@@ -165,6 +245,31 @@ SERVER_FULL: list[Any] = [
     DeviceGone(room="lobby", user="bob", device="phone-2", reason="grace_expired"),
     ForceLeave(reason="inactivity_timeout", message="idle for 3600 s"),
     Error(code="BAD_REQUEST", message="field `room`: too long", field="room", ref="j1"),
+    MessageAck(
+        room="lobby",
+        epoch="9c1e",
+        offset=42,
+        id="m_Zx81",
+        duplicate=True,
+        temp_id="tmp-1",
+        ref="ms1",
+    ),
+    _MESSAGE_FULL,
+    _EDITED_FULL,
+    _DELETED_FULL,
+    Receipt(room="lobby", kind="seen", user="bob", offset=42),
+    RoomReadReply(room="lobby", epoch="9c1e", offset=44, last_read=40, unread=3, ref="rr"),
+    RoomHistoryReply(
+        room="lobby", epoch="9c1e", offset=44, messages=[_MESSAGE_FULL, _MESSAGE_MINIMAL], ref="h1"
+    ),
+    RoomRecovered(
+        room="lobby",
+        epoch="9c1e",
+        offset=44,
+        recovered=True,
+        events=[_MESSAGE_FULL, _EDITED_EVENT, _DELETED_EVENT],
+    ),
+    TypingEvent(room="lobby", users=["bob", "carol"]),
 ]
 
 SERVER_MINIMAL: list[Any] = [
@@ -198,6 +303,15 @@ SERVER_MINIMAL: list[Any] = [
     DeviceGone(room="r", user="u", device="d", reason="node_lost"),
     ForceLeave(reason="kicked", message="bye"),
     Error(code="INTERNAL", message="oops"),
+    MessageAck(room="r", epoch="e", offset=1, id="m", duplicate=False),
+    _MESSAGE_MINIMAL,
+    MessageEdited(room="r", epoch="e", offset=2, id="m", user="u", body={}, time=0.0),
+    MessageDeleted(room="r", epoch="e", offset=3, id="m", user="u", time=0.0),
+    Receipt(room="r", kind="delivered", user="u", offset=0),
+    RoomReadReply(room="r", epoch="e", offset=0, last_read=0, unread=0),
+    RoomHistoryReply(room="r", epoch="e", offset=0, messages=[]),
+    RoomRecovered(room="r", epoch="e", offset=0, recovered=False),
+    TypingEvent(room="r", users=[]),
 ]
 
 
@@ -302,6 +416,71 @@ def test_nested_presence_carries_its_type_and_member_does_not() -> None:
     assert "text" not in joined["members"][1]
 
 
+def test_nested_room_events_carry_their_type_and_position_does_not() -> None:
+    """room.history and room.recovered hold whole events; a Position is a bare object."""
+    recovered = msgspec.json.decode(encode(SERVER_FULL[_ids(SERVER_FULL).index("room.recovered")]))
+    assert [e["type"] for e in recovered["events"]] == [
+        "message",
+        "message.edited",
+        "message.deleted",
+    ]
+    assert [e["offset"] for e in recovered["events"]] == [42, 43, 44]
+    assert all("ref" not in e for e in recovered["events"])  # a ref is for the requester only
+    history = msgspec.json.decode(encode(SERVER_FULL[_ids(SERVER_FULL).index("room.history")]))
+    assert [m["type"] for m in history["messages"]] == ["message", "message"]
+    assert "temp_id" not in history["messages"][1]
+    join = msgspec.json.decode(encode(CLIENT_FULL[_ids(CLIENT_FULL).index("room.join")]))
+    assert join["since"] == {"epoch": "9c1e", "offset": 41}
+    auth = msgspec.json.decode(encode(CLIENT_FULL[_ids(CLIENT_FULL).index("auth")]))
+    assert auth["positions"]["table-9"] == {"epoch": "x", "offset": 0}
+
+
+def test_recovered_false_leaves_out_the_empty_event_list() -> None:
+    sent = msgspec.json.decode(
+        encode(RoomRecovered(room="r", epoch="e", offset=9, recovered=False))
+    )
+    assert sent == {
+        "type": "room.recovered",
+        "room": "r",
+        "epoch": "e",
+        "offset": 9,
+        "recovered": False,
+    }
+    assert decode_server(encode(RoomRecovered(room="r", epoch="e", offset=9, recovered=False))) == (
+        RoomRecovered(room="r", epoch="e", offset=9, recovered=False, events=[])
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "plain text",
+        'ünïcødé ✓ \U0001f600 \u0000 \n\t "quoted"',
+        {},
+        {"text": "hi", "n": -1.5, "ok": True, "none": None, "list": [1, "two", {"three": [3]}]},
+        {"": {"": ""}},
+    ],
+    ids=["empty", "text", "unicode", "empty-object", "nested-object", "empty-keys"],
+)
+def test_message_bodies_are_carried_unchanged(body: Any) -> None:
+    send = decode_client(_frame({"type": "message.send", "room": "lobby", "body": body}))
+    assert isinstance(send, MessageSend)
+    assert send.body == body
+    event = MessageEvent(
+        room="lobby", epoch="e", offset=1, id="m", user="u", device="d", body=body, time=1.0
+    )
+    decoded = decode_server(encode(event))
+    assert isinstance(decoded, MessageEvent)
+    assert decoded.body == body
+    assert type(decoded.body) is type(body)
+
+
+def test_room_history_limit_defaults_to_50() -> None:
+    history = decode_client(b'{"type": "room.history", "room": "lobby"}')
+    assert history == RoomHistory(room="lobby", limit=50, before=None)
+
+
 def test_unknown_fields_are_ignored() -> None:
     message = decode_client(b'{"type":"room.join","room":"lobby","future_field":[1,2],"ref":5}')
     assert message == RoomJoin(room="lobby", ref=5)
@@ -329,6 +508,32 @@ def test_unknown_fields_are_ignored() -> None:
         ({"type": "heartbeat", "ref": None}, Heartbeat()),
         ({"type": "heartbeat", "ref": ""}, Heartbeat(ref="")),
         ({"type": "heartbeat", "ref": 2**53}, Heartbeat(ref=2**53)),
+        ({"type": "room.history", "room": "r", "limit": 1}, RoomHistory(room="r", limit=1)),
+        ({"type": "room.history", "room": "r", "limit": 1000}, RoomHistory(room="r", limit=1000)),
+        ({"type": "room.history", "room": "r", "before": 0}, RoomHistory(room="r", before=0)),
+        ({"type": "room.history", "room": "r", "before": None}, RoomHistory(room="r")),
+        ({"type": "receipt.seen", "room": "r", "offset": 0}, ReceiptSeen(room="r", offset=0)),
+        (
+            {"type": "receipt.delivered", "room": "r", "offset": 2**53},
+            ReceiptDelivered(room="r", offset=2**53),
+        ),
+        (
+            {"type": "room.join", "room": "r", "since": {"epoch": "", "offset": 0}},
+            RoomJoin(room="r", since=Position(epoch="", offset=0)),
+        ),
+        ({"type": "room.join", "room": "r", "since": None}, RoomJoin(room="r")),
+        (
+            {"type": "auth", "device": "d", "positions": {}},
+            Auth(device="d", positions={}),
+        ),
+        (
+            {"type": "message.send", "room": "r", "body": "b", "temp_id": "t" * 256},
+            MessageSend(room="r", body="b", temp_id="t" * 256),
+        ),
+        (
+            {"type": "message.edit", "room": "r", "id": "i" * 256, "body": ""},
+            MessageEdit(room="r", id="i" * 256, body=""),
+        ),
     ],
     ids=[
         "room-256",
@@ -341,6 +546,17 @@ def test_unknown_fields_are_ignored() -> None:
         "ref-null",
         "ref-empty-string",
         "ref-big-int",
+        "limit-1",
+        "limit-1000",
+        "before-0",
+        "before-null",
+        "offset-0",
+        "offset-big",
+        "since-offset-0",
+        "since-null",
+        "positions-empty",
+        "temp-id-256",
+        "message-id-256",
     ],
 )
 def test_values_at_the_limits_are_accepted(frame: dict[str, Any], expected: Any) -> None:
@@ -476,11 +692,17 @@ def test_missing_type_is_bad_request_on_type(ref: str | int | None) -> None:
         "",
         "Room.Join",
         "room.join ",
-        "room.message",  # messaging comes in a later protocol version
-        "typing.start",
-        "welcome",  # server-only types are unknown to the client decoder
+        "room.message",  # the send request is message.send
+        "message.sent",
+        "typing",  # server-only types are unknown to the client decoder
+        "welcome",
         "member.joined",
         "error",
+        "message",
+        "message.ack",
+        "message.edited",
+        "receipt",
+        "room.recovered",
         5,
         None,
         ["room.join"],
@@ -529,7 +751,40 @@ def test_every_client_message_has_the_required_fields_the_doc_lists() -> None:
         "presence.subscribe": ["users"],
         "presence.unsubscribe": ["users"],
         "logout": [],
+        "message.send": ["room", "body"],
+        "message.edit": ["room", "id", "body"],
+        "message.delete": ["room", "id"],
+        "receipt.delivered": ["room", "offset"],
+        "receipt.seen": ["room", "offset"],
+        "room.read": ["room"],
+        "room.history": ["room"],
+        "typing.start": ["room"],
+        "typing.stop": ["room"],
     }
+
+
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [
+        ({"type": "room.join", "room": "r", "since": {"offset": 1}}, "since.epoch"),
+        ({"type": "room.join", "room": "r", "since": {"epoch": "e"}}, "since.offset"),
+        ({"type": "room.join", "room": "r", "since": {}}, "since.epoch"),
+        (
+            {"type": "auth", "device": "d", "positions": {"r": {"epoch": "e"}}},
+            "positions[...].offset",
+        ),
+        (
+            {"type": "auth", "device": "d", "positions": {"r": {"offset": 0}}},
+            "positions[...].epoch",
+        ),
+    ],
+    ids=["since-epoch", "since-offset", "since-empty", "positions-offset", "positions-epoch"],
+)
+def test_missing_field_of_a_position_names_its_path(frame: dict[str, Any], field: str) -> None:
+    error = _reject(_frame({**frame, "ref": "pos"}))
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert error.field == field
+    assert error.ref == "pos"
 
 
 # --- wrong types ---------------------------------------------------------------------------
@@ -541,6 +796,21 @@ _INT_WRONG: list[Any] = ["1", 1.5, True, None, [1]]
 _BOOL_WRONG: list[Any] = [1, 0, "true", None, []]
 _STATUS_WRONG: list[Any] = [1, True, None, [], {}, ["online"]]
 _OPT_OBJ_WRONG: list[Any] = ["{}", 5, True, [], [{"a": 1}]]
+_OPT_INT_WRONG: list[Any] = ["1", 1.5, True, [1], {}]
+_BODY_WRONG: list[Any] = [5, 1.5, True, False, None, [], ["hi"], [{"text": "hi"}]]
+_POSITION_WRONG: list[tuple[Any, str]] = [
+    ("9c1e:41", "{f}"),
+    (41, "{f}"),
+    (True, "{f}"),
+    ([], "{f}"),
+    (["9c1e", 41], "{f}"),
+    ({"epoch": 5, "offset": 41}, "{f}.epoch"),
+    ({"epoch": None, "offset": 41}, "{f}.epoch"),
+    ({"epoch": "9c1e", "offset": "41"}, "{f}.offset"),
+    ({"epoch": "9c1e", "offset": 41.5}, "{f}.offset"),
+    ({"epoch": "9c1e", "offset": None}, "{f}.offset"),
+    ({"epoch": "9c1e", "offset": True}, "{f}.offset"),
+]
 _USERS_WRONG: list[tuple[Any, str]] = [
     ("alice", "users"),
     (5, "users"),
@@ -560,9 +830,19 @@ WRONG_TYPES: dict[tuple[str, str], list[tuple[Any, str]]] = {
     ("auth", "device_info"): [(v, "device_info") for v in _OPT_OBJ_WRONG],
     ("auth", "resume"): [(v, "resume") for v in _OPT_STR_WRONG],
     ("auth", "protocol"): [(v, "protocol") for v in _INT_WRONG],
+    ("auth", "positions"): [
+        ("{}", "positions"),
+        (5, "positions"),
+        (True, "positions"),
+        ([], "positions"),
+        ([{"epoch": "e", "offset": 1}], "positions"),
+        *[({"lobby": v}, f.format(f="positions[...]")) for v, f in _POSITION_WRONG],
+        ({"lobby": None}, "positions[...]"),
+    ],
     ("room.join", "room"): [(v, "room") for v in _NAME_WRONG],
     ("room.join", "meta"): [(v, "meta") for v in _OPT_OBJ_WRONG],
     ("room.join", "device_events"): [(v, "device_events") for v in _BOOL_WRONG],
+    ("room.join", "since"): [(v, f.format(f="since")) for v, f in _POSITION_WRONG],
     ("room.leave", "room"): [(v, "room") for v in _NAME_WRONG],
     ("room.members", "room"): [(v, "room") for v in _NAME_WRONG],
     ("room.count", "room"): [(v, "room") for v in _NAME_WRONG],
@@ -572,6 +852,24 @@ WRONG_TYPES: dict[tuple[str, str], list[tuple[Any, str]]] = {
     ("status.set", "text"): [(v, "text") for v in _OPT_STR_WRONG],
     ("presence.subscribe", "users"): _USERS_WRONG,
     ("presence.unsubscribe", "users"): _USERS_WRONG,
+    ("message.send", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("message.send", "body"): [(v, "body") for v in _BODY_WRONG],
+    ("message.send", "temp_id"): [(v, "temp_id") for v in _OPT_STR_WRONG],
+    ("message.edit", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("message.edit", "id"): [(v, "id") for v in _NAME_WRONG],
+    ("message.edit", "body"): [(v, "body") for v in _BODY_WRONG],
+    ("message.delete", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("message.delete", "id"): [(v, "id") for v in _NAME_WRONG],
+    ("receipt.delivered", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("receipt.delivered", "offset"): [(v, "offset") for v in _INT_WRONG],
+    ("receipt.seen", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("receipt.seen", "offset"): [(v, "offset") for v in _INT_WRONG],
+    ("room.read", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("room.history", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("room.history", "limit"): [(v, "limit") for v in _INT_WRONG],
+    ("room.history", "before"): [(v, "before") for v in _OPT_INT_WRONG],
+    ("typing.start", "room"): [(v, "room") for v in _NAME_WRONG],
+    ("typing.stop", "room"): [(v, "room") for v in _NAME_WRONG],
 }
 for _cls in CLIENT_TYPES:
     WRONG_TYPES[(_tag(_cls), "ref")] = [(v, "ref") for v in _REF_WRONG]
@@ -646,6 +944,45 @@ OUT_OF_RANGE: list[tuple[str, dict[str, Any], str]] = [
     ("user-empty", {"type": "presence.subscribe", "users": ["bob", ""]}, "users[1]"),
     ("user-space", {"type": "presence.subscribe", "users": ["b b"]}, "users[0]"),
     ("user-257", {"type": "presence.unsubscribe", "users": ["a", "b", "u" * 257]}, "users[2]"),
+    ("send-empty-room", {"type": "message.send", "room": "", "body": "hi"}, "room"),
+    ("send-room-space", {"type": "message.send", "room": "a b", "body": "hi"}, "room"),
+    ("temp-id-empty", {"type": "message.send", "room": "r", "body": "b", "temp_id": ""}, "temp_id"),
+    (
+        "temp-id-space",
+        {"type": "message.send", "room": "r", "body": "b", "temp_id": "t 1"},
+        "temp_id",
+    ),
+    (
+        "temp-id-257",
+        {"type": "message.send", "room": "r", "body": "b", "temp_id": "t" * 257},
+        "temp_id",
+    ),
+    ("edit-id-empty", {"type": "message.edit", "room": "r", "id": "", "body": "b"}, "id"),
+    ("delete-id-space", {"type": "message.delete", "room": "r", "id": "m 1"}, "id"),
+    ("delete-id-257", {"type": "message.delete", "room": "r", "id": "m" * 257}, "id"),
+    (
+        "delivered-offset-negative",
+        {"type": "receipt.delivered", "room": "r", "offset": -1},
+        "offset",
+    ),
+    ("seen-offset-negative", {"type": "receipt.seen", "room": "r", "offset": -1}, "offset"),
+    ("read-room-tab", {"type": "room.read", "room": "a\tb"}, "room"),
+    ("history-limit-0", {"type": "room.history", "room": "r", "limit": 0}, "limit"),
+    ("history-limit-negative", {"type": "room.history", "room": "r", "limit": -5}, "limit"),
+    ("history-limit-1001", {"type": "room.history", "room": "r", "limit": 1001}, "limit"),
+    ("history-before-negative", {"type": "room.history", "room": "r", "before": -1}, "before"),
+    ("typing-room-empty", {"type": "typing.start", "room": ""}, "room"),
+    ("typing-stop-room-257", {"type": "typing.stop", "room": "x" * 257}, "room"),
+    (
+        "since-offset-negative",
+        {"type": "room.join", "room": "r", "since": {"epoch": "e", "offset": -1}},
+        "since.offset",
+    ),
+    (
+        "positions-offset-negative",
+        {"type": "auth", "device": "d", "positions": {"r": {"epoch": "e", "offset": -1}}},
+        "positions[...].offset",
+    ),
 ]
 
 
@@ -808,7 +1145,26 @@ _json = st.recursive(
     max_leaves=12,
 )
 _field_names = st.sampled_from(
-    ["room", "meta", "users", "status", "text", "device", "token", "user", "ref", "protocol"]
+    [
+        "room",
+        "meta",
+        "users",
+        "status",
+        "text",
+        "device",
+        "token",
+        "user",
+        "ref",
+        "protocol",
+        "body",
+        "temp_id",
+        "id",
+        "offset",
+        "limit",
+        "before",
+        "since",
+        "positions",
+    ]
 )
 
 

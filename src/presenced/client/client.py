@@ -5,6 +5,9 @@ by ``ref``, sends application heartbeats, and when the connection is lost reconn
 :mod:`presenced.client.policy` decides, resuming the session with its resume token (or, when
 the server could not resume it, re-joining rooms, re-subscribing and re-setting the status).
 Server events reach the application through :meth:`Client.events` and/or :meth:`Client.on`.
+The messaging requests (send, edit, receipts, typing, history) live in
+:mod:`presenced.client.messaging`; room stream positions make the recovery after a
+reconnect exact (see :class:`~presenced.client.policy.StreamPositions`).
 
 Lifecycle: one supervisor task per client owns the connection after the first welcome. It
 waits for the reader to end, decides, backs off, reconnects and restores, until a stop
@@ -14,7 +17,6 @@ waits for the reader to end, decides, backs off, reconnects and restores, until 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 import random
@@ -27,15 +29,18 @@ from websockets.exceptions import ConnectionClosed as WSConnectionClosed
 from websockets.exceptions import WebSocketException
 
 from presenced.client.events import (
+    Callback,
     ClientError,
     Connected,
     ConnectionClosed,
     Disconnected,
     Event,
+    EventHub,
     ForcedLeave,
     ForceLeaveError,
     event_type,
 )
+from presenced.client.messaging import MessagingMixin
 from presenced.client.policy import (
     Backoff,
     Decision,
@@ -84,9 +89,6 @@ log = logging.getLogger(__name__)
 TokenSource = str | Callable[[], Awaitable[str]] | None
 """A JWT, or an async function returning a fresh one (called before every connect)."""
 
-Callback = Callable[[Any], Awaitable[None] | None]
-"""An event callback, sync or async; it receives the event."""
-
 _R = TypeVar("_R", bound=ServerMessage)
 
 _DEFAULT_BACKOFF = Backoff()
@@ -95,24 +97,7 @@ _MAX_FRAME = 16 * 2**20  # a room.members reply for a big room can be large
 _CONNECT_ERRORS = (OSError, TimeoutError, WebSocketException)
 
 
-class _EventIterator:
-    """``async for event in client.events()``: drains the client's queue until it stops."""
-
-    def __init__(self, queue: asyncio.Queue[Event | None]) -> None:
-        self._queue = queue
-
-    def __aiter__(self) -> _EventIterator:
-        return self
-
-    async def __anext__(self) -> Event:
-        item = await self._queue.get()
-        if item is None:
-            self._queue.put_nowait(None)  # keep the end mark for any other iterator
-            raise StopAsyncIteration
-        return item
-
-
-class Client:
+class Client(MessagingMixin):
     """A presenced session that survives connection losses.
 
     ``token`` (a JWT, or an async function returning one) or ``user`` (insecure development
@@ -123,6 +108,14 @@ class Client:
     to retry), :class:`ForceLeaveError` after a force leave and ``TimeoutError`` after
     ``request_timeout`` seconds without a reply. While reconnecting, requests wait (up to
     ``request_timeout``) for the session to be back.
+
+    ``auto_delivered`` sends ``receipt.delivered`` for every message received (one per room
+    per event-loop turn, for the highest offset). ``typing_throttle`` is the least time in
+    seconds between two ``typing.start`` that :meth:`typing` sends for one room.
+
+    Messaging (:class:`~presenced.client.messaging.MessagingMixin`): :meth:`send`,
+    :meth:`edit`, :meth:`delete`, :meth:`seen`, :meth:`typing`, :meth:`stop_typing`,
+    :meth:`history`, :meth:`read_state`.
 
     Use ``async with Client(...) as client:``, or ``await client.connect()`` and
     ``await client.close()``. The first connect raises if it fails; later losses are
@@ -140,6 +133,8 @@ class Client:
         heartbeat_interval: float | None = None,
         backoff: Backoff = _DEFAULT_BACKOFF,
         request_timeout: float = 10.0,
+        auto_delivered: bool = True,
+        typing_throttle: float = 2.0,
     ) -> None:
         if (token is None) == (user is None):
             raise ValueError("give exactly one of token= (a JWT) or user= (insecure dev mode)")
@@ -154,6 +149,7 @@ class Client:
         self._backoff = backoff
         self._request_timeout = request_timeout
         self._random = random.Random()
+        self._init_messaging(auto_delivered=auto_delivered, typing_throttle=typing_throttle)
 
         self._state = ResumeState()
         self._ws: ClientConnection | None = None
@@ -161,9 +157,7 @@ class Client:
         self._ready = False  # welcomed and restored: requests may go
         self._pending: dict[int, asyncio.Future[ServerMessage]] = {}
         self._refs = itertools.count(1)
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._handlers: dict[str, list[Callback]] = {}
-        self._callback_tasks: set[asyncio.Task[None]] = set()
+        self._hub = EventHub(_MAX_QUEUED_EVENTS)
         self._changed = asyncio.Event()  # replaced on every state change; see _notify
 
         self._started = False
@@ -256,7 +250,8 @@ class Client:
                 if not supervisor.cancelled():
                     raise
         self._stop(CloseCode.NORMAL, "closed by client")
-        await self._drain_callbacks()
+        await self._drain_messaging(self._request_timeout)
+        await self._hub.drain(self._request_timeout)
 
     async def logout(self) -> None:
         """End the session now: rooms see member.left at once; the client stops."""
@@ -292,6 +287,16 @@ class Client:
         self._notify()
         ws.transport.abort()
 
+    def simulate_stall(self) -> None:
+        """Stop reading from the connection, as a network that went silent would.
+
+        For tests and chaos drills: replies and events stay in the socket unread, and are
+        lost with it at the next :meth:`simulate_drop` (or when the heartbeat gives up).
+        """
+        ws = self._ws
+        if ws is not None:
+            ws.transport.pause_reading()
+
     # --- events ----------------------------------------------------------------------------
 
     def events(self) -> AsyncIterator[Event]:
@@ -300,23 +305,16 @@ class Client:
         Events are queued from the moment the client is created, so nothing is lost between
         ``connect()`` and the first iteration. Meant for one consumer.
         """
-        return _EventIterator(self._queue)
+        return self._hub.events()
 
     def on(self, type_: str, callback: Callback) -> Callable[[], None]:
         """Call ``callback(event)`` for every event of type ``type_`` (``"*"``: all).
 
-        ``type_`` is a wire type (``"member.joined"``, ``"presence"``) or ``"connected"``,
+        ``type_`` is a wire type (``"member.joined"``, ``"message"``) or ``"connected"``,
         ``"disconnected"``, ``"forced_leave"``. Async callbacks run as tasks. Returns a
         function that removes the callback.
         """
-        self._handlers.setdefault(type_, []).append(callback)
-
-        def remove() -> None:
-            handlers = self._handlers.get(type_, [])
-            if callback in handlers:
-                handlers.remove(callback)
-
-        return remove
+        return self._hub.on(type_, callback)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -417,6 +415,13 @@ class Client:
             )
         return reply
 
+    async def _post(self, message: ClientMessage) -> None:
+        await self._post_on(await self._wait_ready(), message)
+
+    async def _post_on(self, ws: ClientConnection, message: ClientMessage) -> None:
+        # A ref nobody waits for: an error answering it is logged, not surfaced as an event.
+        await self._send(ws, msgspec.structs.replace(message, ref=next(self._refs)))
+
     async def _send(self, ws: ClientConnection, message: ClientMessage) -> None:
         try:
             await ws.send(encode(message).decode())
@@ -458,6 +463,7 @@ class Client:
             user=self._user,
             device_info=self._device_info,
             resume=self._state.resume_token,
+            positions=self._state.auth_positions(),
         )
         ws = await connect(
             self.url,
@@ -485,6 +491,7 @@ class Client:
     def _attach(self, ws: ClientConnection, welcome: Welcome) -> None:
         self._ws = ws
         self._welcome = welcome
+        self._messaging_reset()
         self._reader = asyncio.create_task(self._read(ws), name="presenced-client-reader")
         interval = self._heartbeat_interval
         if interval is None:
@@ -530,9 +537,12 @@ class Client:
             return
         ref = getattr(message, "ref", None)
         if isinstance(ref, int):  # every ref we send is an int: this answers one of ours
+            self._state.streams.reply(message)  # an ack moves the room's position
             future = self._pending.get(ref)
             if future is not None and not future.done():
                 future.set_result(message)
+            elif isinstance(message, Error):  # a request without reply (receipt, typing)
+                log.warning("request ref %d refused: %s: %s", ref, message.code, message.message)
             else:  # its request timed out or was cancelled: not an event
                 log.debug("dropping a late reply: %s (ref %d)", event_type(message), ref)
             return
@@ -541,7 +551,9 @@ class Client:
             self._state.clear()
             self._emit(self._forced)
         elif not isinstance(message, HeartbeatAck | Welcome):
-            self._emit(message)
+            # Room stream events are held while their room awaits a room.recovered.
+            for event in self._state.streams.receive(message):
+                self._received(event)
 
     async def _heartbeats(self, ws: ClientConnection, interval: float) -> None:
         while True:
@@ -629,14 +641,18 @@ class Client:
                 ws.transport.abort()
                 return False
             plan = self._state.on_welcome(welcome)
+            self._hub.hold()  # what the new session brings comes after Connected
             self._attach(ws, welcome)
             try:
                 await self._restore(ws, plan)
+                await self._settle(ws)
             except (ConnectionClosed, TimeoutError) as exc:
                 log.warning("connection lost while restoring the session: %r", exc)
-                return True  # the reader has ended or will: the supervisor loop goes on
+                ws.transport.abort()  # a timeout means a half-dead connection: drop it
+                self._hub.release()
+                return True  # the reader ends: the supervisor loop goes on
             self._set_ready()
-            self._emit(Connected(welcome))
+            self._hub.release(Connected(welcome))
             return True
         raise AssertionError("unreachable")
 
@@ -660,11 +676,32 @@ class Client:
             except ClientError as exc:
                 log.warning("could not re-set status: %s", exc)
 
+    async def _settle(self, ws: ClientConnection) -> None:
+        """Wait until every room.recovered due after this welcome has been read.
+
+        The server answers requests in order, and sends a resume's or a join's
+        room.recovered before it reads the next request: once a heartbeat is acknowledged,
+        any room still awaiting one will not get it (the server had no mark to recover it
+        from), and its held events are released as they are.
+        """
+        streams = self._state.streams
+        if not streams.awaiting:
+            return
+        try:
+            await self._request_on(ws, Heartbeat(), HeartbeatAck)
+        except ClientError as exc:  # RATE_LIMITED and the like: do not hold events forever
+            log.debug("settle heartbeat refused: %s", exc)
+        for room in streams.awaiting:
+            log.debug("no room.recovered for %s after the reconnect", room)
+        for event in streams.settle():
+            self._received(event)
+
     # --- state and events ------------------------------------------------------------------
 
     def _set_ready(self) -> None:
         self._ready = True
         self._notify()
+        self._schedule_delivered()  # receipts noted while the session was not ready
 
     def _notify(self) -> None:
         """Wake every waiter of ``_changed`` and arm a new event for the next change."""
@@ -680,40 +717,14 @@ class Client:
         else:
             self._stopped = ConnectionClosed(code, reason)
         self._ready = False
+        self._hub.release()  # stopped during a restore: deliver what it brought
         if self._supervisor is not None or self._welcome is not None:
             self._emit(Disconnected(code, reason, will_reconnect=False))
-        self._queue.put_nowait(None)
+        self._hub.end()
         self._notify()
 
     def _emit(self, event: Event) -> None:
-        if self._queue.qsize() >= _MAX_QUEUED_EVENTS:
-            self._queue.get_nowait()
-            log.warning("events() not consumed: dropped the oldest queued event")
-        self._queue.put_nowait(event)
-        name = event_type(event)
-        for callback in [*self._handlers.get(name, ()), *self._handlers.get("*", ())]:
-            try:
-                result = callback(event)
-            except Exception:
-                log.exception("event callback %r failed on %s", callback, name)
-                continue
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._callback_tasks.add(task)
-                task.add_done_callback(self._callback_done)
-
-    def _callback_done(self, task: asyncio.Task[None]) -> None:
-        self._callback_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("event callback failed", exc_info=task.exception())
-
-    async def _drain_callbacks(self) -> None:
-        current = asyncio.current_task()
-        tasks = [t for t in self._callback_tasks if t is not current]
-        if tasks:
-            await asyncio.wait(tasks, timeout=self._request_timeout)
-        for task in tasks:
-            task.cancel()
+        self._hub.emit(event)
 
 
 def _request_type(message: ClientMessage) -> str:
