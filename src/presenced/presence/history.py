@@ -69,6 +69,7 @@ class MessageState:
 class AppendResult:
     event: StreamEvent
     duplicate: bool
+    seen_before: int = 0  # the sender's seen position before sending marked it up to here
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +164,10 @@ class HistoryBook:
             if temp_id is not None:
                 log.by_temp[(user, temp_id)] = message_id
         # Sending marks the room seen (and so delivered) up to one's own message.
-        log.read[user] = max(log.read.get(user, 0), log.offset)
+        seen_before = log.read.get(user, 0)
+        log.read[user] = max(seen_before, log.offset)
         log.delivered[user] = max(log.delivered.get(user, 0), log.offset)
-        return AppendResult(event, duplicate=False)
+        return AppendResult(event, duplicate=False, seen_before=seen_before)
 
     def message(self, room: RoomId, message_id: str) -> MessageState | None:
         log = self._logs.get(room)

@@ -99,6 +99,7 @@ async def _resume(node: Node, conn: Connection, identity: Identity, msg: Auth, n
         node.detach(old, session)
         old.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
         registry.transport_lost(session.id, now)
+        await node.entered_grace(session)
     registry.resume(session.id, now, secrets.token_urlsafe(24))
     await node.attach_session(conn, session)
     if session.auto_away:  # coming back is activity

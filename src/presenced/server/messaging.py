@@ -146,6 +146,10 @@ async def _send(node: Node, conn: Connection, session: Session, msg: MessageSend
         )
     )
     await clear_typing(node, session, room)
+    if not result.duplicate and result.seen_before < event.offset - 1:
+        # Writing in a room means having read it: the store marked it seen up to this
+        # message; the authors of what that covered get their receipts.
+        await _notify_authors(node, session, room, "seen", result.seen_before, event.offset)
 
 
 async def _amend(
@@ -201,9 +205,15 @@ async def _receipt(
     room = _member_room(session, room_name)
     messages = node.backplane.messages
     old, new = await messages.mark(room, session.user, kind, offset)
-    if new <= old:
-        return
-    authors = await messages.authors_between(room, old, new)
+    if new > old:
+        await _notify_authors(node, session, room, kind, old, new)
+
+
+async def _notify_authors(
+    node: Node, session: Session, room: RoomId, kind: ReceiptKind, old: int, new: int
+) -> None:
+    """``session``'s user has ``kind`` up to ``new`` (from ``old``): tell those authors."""
+    authors = await node.backplane.messages.authors_between(room, old, new)
     authors.discard(session.user)
     if not authors:
         return

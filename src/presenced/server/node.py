@@ -178,7 +178,7 @@ class Node:
             self.detach(conn, session)
             if session.state is SessionState.ACTIVE:
                 self.registry.transport_lost(session.id, self.clock.monotonic())
-                self.spawn(self._entered_grace(session))
+                self.spawn(self.entered_grace(session))
         self.rearm()
 
     def close_for(self, conn: Connection, code: ErrorCode) -> None:
@@ -225,7 +225,8 @@ class Node:
             fanout.watchers.discard(user, conn)
         conn.session = None
 
-    async def _entered_grace(self, session: Session) -> None:
+    async def entered_grace(self, session: Session) -> None:
+        """Note where each room's stream was, stop typing, save, tell device-event rooms."""
         from presenced.server.messaging import clear_typing
 
         for room in session.rooms:
@@ -398,7 +399,7 @@ class Node:
             if conn is not None:
                 self.detach(conn, session)
                 conn.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong: reconnect and resume", abort=True)
-            self.spawn(self._entered_grace(session))
+            self.spawn(self.entered_grace(session))
         elif kind is DeadlineKind.GRACE:  # now CLOSED
             self.spawn(self.end_session(session, LeaveReason.GRACE_EXPIRED))
         elif kind is DeadlineKind.AWAY:
