@@ -44,9 +44,8 @@ from presenced.presence.history import (
     StreamEvent,
 )
 from presenced.store.base import Backplane, MessageStore
-from presenced.store.memory import memory_backplane
 from presenced.typing import RoomId, UserId
-from tests.conformance.conftest import BACKENDS
+from tests.conformance.conftest import BACKENDS, open_backend
 
 __all__: list[str] = []
 
@@ -57,13 +56,11 @@ ALICE, BOB, CAROL = UserId("alice"), UserId("bob"), UserId("carol")
 Opener = Callable[..., Awaitable[Backplane]]
 
 
-async def _open_with_history(name: str, history_size: int, history_ttl: float) -> Backplane:
+async def _open_with_history(
+    request: pytest.FixtureRequest, name: str, history_size: int, history_ttl: float
+) -> Backplane:
     """A fresh, empty backplane of backend ``name`` whose streams have the given bounds."""
-    if name == "memory":
-        return memory_backplane(history_size=history_size, history_ttl=history_ttl)
-    raise AssertionError(
-        f"unknown backend {name!r}: add it here as in conftest._open, passing the history bounds"
-    )
+    return await open_backend(request, name, history_size=history_size, history_ttl=history_ttl)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -72,7 +69,7 @@ async def open_backplane(request: pytest.FixtureRequest) -> AsyncIterator[Opener
     opened: list[Backplane] = []
 
     async def opener(history_size: int = SIZE, history_ttl: float = TTL) -> Backplane:
-        bp = await _open_with_history(request.param, history_size, history_ttl)
+        bp = await _open_with_history(request, request.param, history_size, history_ttl)
         opened.append(bp)
         return bp
 

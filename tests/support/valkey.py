@@ -26,17 +26,22 @@ def valkey_binary() -> str:
     return str(get_binary_path())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(below: int = 65536) -> int:
+    """A free loopback port under ``below`` (a Cluster node needs port + 10000 free too)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < below:
+            return port
+    raise RuntimeError(f"no free port under {below}")
 
 
 class ValkeyProcess:
     """One valkey-server on 127.0.0.1."""
 
     def __init__(self, port: int | None = None, *, cluster: bool = False) -> None:
-        self.port = port or free_port()
+        self.port = port or (free_port(below=55536) if cluster else free_port())
         self.cluster = cluster
         self.dir = Path(tempfile.mkdtemp(prefix="presenced-valkey-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -57,8 +62,8 @@ class ValkeyProcess:
         ]  # fmt: skip
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-        log = open(self.dir / "valkey.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.dir / "valkey.log", "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready(timeout)
         return self
 

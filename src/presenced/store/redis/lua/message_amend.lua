@@ -1,0 +1,61 @@
+-- message_amend.lua: edit (ARGV[3] = "1") or delete a kept, undeleted message; the edit or
+-- delete takes the stream's next offset (HistoryBook.amend). Trims at the wall time first, so
+-- a message past its age is gone even if nothing else trimmed it yet.
+-- KEYS[1] stream hash (epoch, offset)    KEYS[2] events list (JSON, oldest first)
+-- KEYS[3] states hash (id -> JSON)       KEYS[4] order zset (id by offset)
+-- KEYS[5] temp ids hash                  KEYS[6] seen hash (user -> offset)
+-- KEYS[7] delivered hash (user -> offset)
+-- ARGV[1] message id   ARGV[2] user (editor or deleter)   ARGV[3] "1" edit, "0" delete
+-- ARGV[4] new body (JSON text; ignored for a delete)   ARGV[5] wall time (a float's repr)
+-- ARGV[6] history size   ARGV[7] cutoff (wall - history ttl)   ARGV[8] key TTL (seconds)
+-- Returns {epoch, offset}, or nil when the message is not kept or already deleted.
+
+-- Drop the events beyond the history size or older than the cutoff, oldest first, and the
+-- message state only a dropped message event kept (HistoryBook RoomLog.trim). The same
+-- function is in message_append, message_amend, message_since and message_history.lua.
+local function trim(size, cutoff)
+  local n = redis.call('LLEN', KEYS[2])
+  while n > 0 do
+    local ev = cjson.decode(redis.call('LINDEX', KEYS[2], 0))
+    if n <= size and not (tonumber(ev.t) < cutoff) then return end
+    redis.call('LPOP', KEYS[2])
+    n = n - 1
+    if ev.k == 'm' then
+      local raw = redis.call('HGET', KEYS[3], ev.id)
+      if raw then
+        local st = cjson.decode(raw)
+        redis.call('HDEL', KEYS[3], ev.id)
+        redis.call('ZREM', KEYS[4], ev.id)
+        if st.x then redis.call('HDEL', KEYS[5], string.len(st.u) .. ':' .. st.u .. st.x) end
+      end
+    end
+  end
+end
+
+-- The failsafe TTL of every stream key of the room, refreshed on each write.
+local function refresh(ttl)
+  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local size, cutoff = tonumber(ARGV[6]), tonumber(ARGV[7])
+trim(size, cutoff)
+refresh(ARGV[8])
+local raw = redis.call('HGET', KEYS[3], ARGV[1])
+if not raw then return false end
+local st = cjson.decode(raw)
+if st.gone then return false end
+
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local ev = {id = ARGV[1], o = offset, t = ARGV[5], u = ARGV[2]}
+if ARGV[3] == '1' then
+  st.b, ev.b, ev.k = ARGV[4], ARGV[4], 'e'
+else
+  st.b, st.gone, ev.k = nil, true, 'd'
+end
+redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(st))
+if size > 0 then
+  redis.call('RPUSH', KEYS[2], cjson.encode(ev))
+  trim(size, cutoff)
+end
+return {redis.call('HGET', KEYS[1], 'epoch'), offset}

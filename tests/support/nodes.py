@@ -1,0 +1,88 @@
+"""presenced nodes as real subprocesses (``python -m presenced serve``), for multi-node tests.
+
+Each node gets its own free port and node id and logs to its own file. Start-up is awaited by
+polling ``/health`` with a bound; nodes are ended by their own process handle only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.valkey import free_port
+
+__all__ = ["PresencedNode"]
+
+
+class PresencedNode:
+    """One ``presenced serve`` process."""
+
+    def __init__(self, node_id: str, **settings: Any) -> None:
+        self.node_id = node_id
+        self.port = free_port()
+        self.settings = {"host": "127.0.0.1", "port": self.port, "node_id": node_id, **settings}
+        self.log_path = Path(tempfile.mkstemp(prefix=f"presenced-{node_id}-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, timeout: float = 15.0) -> PresencedNode:
+        args = [sys.executable, "-m", "presenced", "serve"]
+        for key, value in self.settings.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while self.health() is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.node_id} exited: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {self.node_id} not up in {timeout}s: {self.log_tail()}")
+            time.sleep(0.05)  # polling a process start-up, not waiting for an event
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read()))
+        except (OSError, ValueError):
+            return None
+
+    def log_tail(self, size: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-size:]
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL: the node vanishes, its lease is left to expire."""
+        if self.proc is not None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM: a clean drain; returns the exit code."""
+        assert self.proc is not None
+        self.signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log_path.unlink(missing_ok=True)
