@@ -1,44 +1,134 @@
 """The backends the store conformance suite runs against, as one parametrized fixture.
 
 Every test in tests/conformance takes ``backplane`` and so runs once per backend. Adding a
-backend means adding its name to ``BACKENDS`` and a branch in ``_open``; the tests themselves
-only ever go through the store Protocols (presenced.store.base), never a backend's internals.
+backend means adding its name to ``BACKENDS`` and a branch in :func:`open_backend`; the tests
+themselves only ever go through the store Protocols (presenced.store.base), never a backend's
+internals.
+
+The Redis backends run on real servers started once per test session (a standalone Valkey and
+a 3-master Valkey Cluster, from tests/support/valkey.py). Each backplane gets a key prefix of
+its own, so tests are independent without flushing or restarting anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+import socket
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from presenced.store.base import Backplane
 from presenced.store.memory import memory_backplane
+from presenced.store.redis import redis_backplane
+from tests.support.valkey import ValkeyCluster, ValkeyProcess, free_port
 
-__all__ = ["BACKENDS"]
+__all__ = ["BACKENDS", "open_backend"]
 
-BACKENDS: list[str] = [
-    "memory",
-    # "redis",          # a real Valkey/Redis server (e.g. $PRESENCED_TEST_REDIS_URL)
-    # "redis-cluster",  # a real Valkey Cluster
-]
+BACKENDS: list[str] = ["memory", "redis", "redis-cluster"]
 
 
-async def _open(name: str) -> Backplane:
-    """A fresh, empty backplane of backend ``name``."""
+class _Valkey(ValkeyProcess):
+    """ValkeyProcess, started without tripping warnings-as-errors.
+
+    tests/support/valkey.py hands the server its log file and drops its own handle unclosed,
+    a ResourceWarning whenever the handle is collected (to fix there: open the log in a
+    ``with``; the process has its own copy). Collect it here, with that warning (only)
+    ignored.
+    """
+
+    def start(self, timeout: float = 10.0) -> ValkeyProcess:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", r"unclosed file .*valkey\.log", category=ResourceWarning
+            )
+            try:
+                return super().start(timeout)
+            finally:
+                gc.collect()
+
+
+class _Cluster(ValkeyCluster):
+    """ValkeyCluster on ports a Cluster node can have.
+
+    A node's bus port is its port + 10000, so its port must be at most 55535 (and the bus port
+    free); ValkeyCluster takes any free port (to fix there: pick ports as here).
+    """
+
+    def __init__(self) -> None:  # not super().__init__(): it picks the ports
+        self.nodes = [_Valkey(_cluster_port(), cluster=True) for _ in self.SLOTS]
+
+
+def _cluster_port() -> int:
+    """A free port whose bus port (+ 10000) exists and is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port <= 55535 and _is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Valkey Cluster node")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[ValkeyProcess]:
+    """One standalone Valkey for the whole test session."""
+    server = _Valkey()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[ValkeyCluster]:
+    """One 3-master Valkey Cluster for the whole test session."""
+    cluster = _Cluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+async def open_backend(
+    request: pytest.FixtureRequest,
+    name: str,
+    *,
+    history_size: int = 100,
+    history_ttl: float = 3600.0,
+) -> Backplane:
+    """A fresh, empty backplane of backend ``name`` (the caller closes it).
+
+    ``request`` is any fixture's or test's request: the servers are its session fixtures.
+    """
     if name == "memory":
-        return memory_backplane()
-    # Where redis goes, roughly:
-    #   if name == "redis":
-    #       bp = await redis_backplane(url, prefix=f"conformance:{uuid4().hex}:")
-    #       return bp
-    # A per-test key prefix (or FLUSHDB on a dedicated test database) keeps tests apart.
-    raise AssertionError(f"unknown backend {name!r}")
+        return memory_backplane(history_size=history_size, history_ttl=history_ttl)
+    if name == "redis":
+        url = request.getfixturevalue("valkey").url
+    elif name == "redis-cluster":
+        url = "redis+cluster://" + ",".join(request.getfixturevalue("valkey_cluster").seeds)
+    else:
+        raise AssertionError(f"unknown backend {name!r}")
+    # A prefix per backplane: nothing of another test is visible, nothing needs flushing.
+    prefix = f"conf-{uuid.uuid4().hex[:12]}"
+    return redis_backplane(url, history_size=history_size, history_ttl=history_ttl, prefix=prefix)
 
 
 @pytest.fixture(params=BACKENDS)
 async def backplane(request: pytest.FixtureRequest) -> AsyncIterator[Backplane]:
     """A fresh backplane of each backend in turn, closed after the test."""
-    bp = await _open(request.param)
+    bp = await open_backend(request, request.param)
     try:
         yield bp
     finally:

@@ -59,6 +59,21 @@ class RunningServer:
         await self.node.backplane.close()
 
 
+def make_backplane(settings: Settings) -> Backplane:
+    """The in-memory backplane, or Valkey/Redis when ``settings.redis`` is set."""
+    if settings.redis is None:
+        return memory_backplane(settings.history_size, settings.history_ttl)
+    from presenced.store.redis import redis_backplane
+
+    return redis_backplane(
+        settings.redis,
+        history_size=settings.history_size,
+        history_ttl=settings.history_ttl,
+        prefix=settings.redis_prefix,
+        session_ttl=settings.session_ttl,
+    )
+
+
 def make_verifier(settings: Settings) -> TokenVerifier | None:
     if settings.effective_auth_mode != "jwt":
         return None
@@ -84,7 +99,7 @@ async def start_server(
     node_id = NodeId(settings.node_id or generated)
     node = Node(
         settings,
-        backplane or memory_backplane(settings.history_size, settings.history_ttl),
+        backplane or make_backplane(settings),
         clock=clock or SystemClock(),
         node_id=node_id,
         verifier=make_verifier(settings),

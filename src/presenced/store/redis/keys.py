@@ -27,25 +27,37 @@ class Keys:
     # --- sessions --------------------------------------------------------------------------
 
     def session(self, session_id: str) -> str:
-        """The session record (a serialized Session)."""
+        """Hash of one session: ``d`` (the msgspec-serialized Session), ``n`` (the owner node;
+        it wins over the node inside ``d``, which take() leaves as it was), ``t`` (resume
+        token), ``u`` (user). TTL: the session ttl (60 s by default), refreshed by every put
+        and by the owner's refresh."""
         return f"{self.prefix}:{{s:{_tag(session_id)}}}"
 
     def resume_token(self, token: str) -> str:
-        """Resume token -> session id."""
+        """Resume token -> session id. TTL: the session ttl, like the record."""
         return f"{self.prefix}:{{t:{_tag(token)}}}"
 
     def user_sessions(self, user: str) -> str:
-        """Set of the user's session ids."""
+        """Set of the user's session ids (an index: readers check each record). TTL: the
+        session ttl, refreshed by every put of one of them."""
         return f"{self.prefix}:{{u:{_tag(user)}}}:sessions"
+
+    def node_sessions(self, node: str) -> str:
+        """Set of the session ids a node owns (an index, like user_sessions). TTL: the session
+        ttl, refreshed by every put of one of them."""
+        return f"{self.prefix}:{{n:{_tag(node)}}}:sessions"
 
     # --- presence (one user's keys share a slot) ---------------------------------------
 
     def user_statuses(self, user: str) -> str:
-        """Hash session id -> status record, for aggregation."""
+        """Hash session id -> status record (JSON: status, rank, text, seq), for aggregation.
+        TTL: 1 day by default (RedisPresenceStore), refreshed by every presence_* write."""
         return f"{self.prefix}:{{u:{_tag(user)}}}:status"
 
     def user_meta(self, user: str) -> str:
-        """Hash: last_seen, seq."""
+        """Hash: ``ls`` (last seen, the caller's wall time as written), ``seq`` (orders the
+        statuses' texts). TTL: 30 days by default, refreshed by every presence_* write, so a
+        last seen outlives the statuses; deleted when the user has neither sessions nor one."""
         return f"{self.prefix}:{{u:{_tag(user)}}}:meta"
 
     # --- rooms (one room's keys share a slot) ------------------------------------------
@@ -54,7 +66,28 @@ class Keys:
         """A part of a room's state: members, devices, meta, hidden, version, log, ..."""
         return f"{self.prefix}:{{r:{_tag(room)}}}:{part}"
 
+    # Membership (RedisRoomStore, room_*.lua). TTL of both: 1 day by default, refreshed by
+    # every room_* write; both are deleted when the room's last member (hidden or not) leaves.
+
+    def room_state(self, room: str) -> str:
+        """Hash: ``v`` (the room version), ``n`` (visible members, so count() is O(1))."""
+        return self.room(room, "state")
+
+    def room_members(self, room: str) -> str:
+        """Hash user -> member record (JSON: ``s`` session ids, ``h`` hidden, ``m`` meta JSON)."""
+        return self.room(room, "members")
+
     # --- nodes -------------------------------------------------------------------------
+
+    def nodes(self) -> str:
+        """Set of the nodes that hold (or held) a lease: the reaper's list. TTL: 1 day,
+        refreshed by every lease renewal."""
+        return f"{self.prefix}:nodes"
+
+    def alive_marker(self) -> str:
+        """Present while the store holds this deployment's state; gone after an empty
+        restart, which tells the nodes to re-assert. TTL: 1 day, refreshed by renewals."""
+        return f"{self.prefix}:alive"
 
     def node_lease(self, node_id: str) -> str:
         return f"{self.prefix}:node:{_tag(node_id)}"
@@ -62,3 +95,55 @@ class Keys:
     def channel(self, name: str) -> str:
         """A pub/sub channel; the part in braces picks the shard in sharded pub/sub."""
         return f"{self.prefix}:{{c:{_tag(name)}}}"
+
+    # --- messages and typing (RedisMessageStore, RedisTypingStore) --------------------------
+    # One room's stream keys share the room's hash tag, so each message_*.lua script runs on
+    # one slot. TTL: every write script refreshes all of them to history_ttl + 1 day (rounded
+    # up), so a room quiet for that long, or a whole-cluster crash, leaves nothing behind.
+
+    def room_stream(self, room: str) -> str:
+        """Hash: ``epoch`` (the stream's name) and ``offset`` (the latest event's)."""
+        return self.room(room, "msg:stream")
+
+    def room_events(self, room: str) -> str:
+        """List of the kept events, oldest first (JSON, see store/redis/messages.py)."""
+        return self.room(room, "msg:events")
+
+    def room_messages(self, room: str) -> str:
+        """Hash message id -> the kept message's current state (JSON)."""
+        return self.room(room, "msg:states")
+
+    def room_message_order(self, room: str) -> str:
+        """Sorted set of the kept message ids, scored by offset."""
+        return self.room(room, "msg:order")
+
+    def room_temp_ids(self, room: str) -> str:
+        """Hash ``len(user):user temp_id`` -> message id, for the kept messages that have one."""
+        return self.room(room, "msg:temp")
+
+    def room_seen(self, room: str) -> str:
+        """Hash user -> seen-up-to offset."""
+        return self.room(room, "msg:seen")
+
+    def room_delivered(self, room: str) -> str:
+        """Hash user -> delivered-up-to offset."""
+        return self.room(room, "msg:delivered")
+
+    def room_message_keys(self, room: str) -> list[str]:
+        """Every stream key of ``room``, in the KEYS order of the message_*.lua scripts."""
+        return [
+            self.room_stream(room),
+            self.room_events(room),
+            self.room_messages(room),
+            self.room_message_order(room),
+            self.room_temp_ids(room),
+            self.room_seen(room),
+            self.room_delivered(room),
+        ]
+
+    def room_typing(self, room: str) -> str:
+        """List of the users typing in ``room``, in the order they started. TTL: 10 minutes,
+        refreshed by every typing_start (a failsafe: the node stops typing long before)."""
+        return self.room(room, "typing")
+
+    # --- end of messages and typing ----------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The Valkey/Redis backend: shared state for many gateway nodes, standalone or Cluster.
+
+Every store here keeps the memory backend's semantics exactly (the conformance suite in
+tests/conformance is the judge); each atomic transition is one Lua script under ``lua/`` on
+the keys of one room or one user (one Cluster slot), and every key carries a failsafe TTL
+(documented in keys.py). :func:`redis_backplane` builds all of them over one client.
+"""
+
+from __future__ import annotations
+
+from presenced.store.base import Backplane
+from presenced.store.redis.broker import RedisBroker
+from presenced.store.redis.connect import is_cluster_url, make_client
+from presenced.store.redis.keys import Keys
+from presenced.store.redis.messages import RedisMessageStore
+from presenced.store.redis.nodes import RedisNodeStore
+from presenced.store.redis.presence import RedisPresenceStore
+from presenced.store.redis.rooms import RedisRoomStore
+from presenced.store.redis.scripts import Scripts
+from presenced.store.redis.sessions import SESSION_TTL, RedisSessionStore
+from presenced.store.redis.typing import RedisTypingStore
+
+__all__ = [
+    "Keys",
+    "RedisBroker",
+    "RedisMessageStore",
+    "RedisNodeStore",
+    "RedisPresenceStore",
+    "RedisRoomStore",
+    "RedisSessionStore",
+    "RedisTypingStore",
+    "redis_backplane",
+]
+
+
+def redis_backplane(
+    url: str,
+    *,
+    history_size: int = 100,
+    history_ttl: float = 3600.0,
+    prefix: str = "pd",
+    session_ttl: float = SESSION_TTL,
+) -> Backplane:
+    """A backplane on the server (or Cluster, ``redis+cluster://...``) at ``url``.
+
+    Keys are under ``prefix`` (one deployment per prefix). The stores share one client (and
+    its scripts); the broker has its own connections. No connection is made until the first
+    command; ``Backplane.close()`` closes them all.
+    """
+    client = make_client(url)
+    keys = Keys(prefix=prefix)
+    scripts = Scripts(client)
+    broker = RedisBroker(url, keys)
+
+    async def close() -> None:
+        try:
+            await broker.close()
+        finally:
+            await client.aclose()
+
+    return Backplane(
+        sessions=RedisSessionStore(client, keys, scripts, session_ttl),
+        # Membership and presence expire with the sessions that back them unless a live node
+        # refreshes them (NodeStore.refresh): after a whole-cluster crash nothing lingers.
+        rooms=RedisRoomStore(client, keys, scripts, session_ttl),
+        presence=RedisPresenceStore(client, keys, scripts, session_ttl),
+        messages=RedisMessageStore(client, keys, scripts, history_size, history_ttl),
+        typing=RedisTypingStore(client, keys, scripts),
+        broker=broker,
+        nodes=RedisNodeStore(client, keys),
+        name="redis-cluster" if is_cluster_url(url) else "redis",
+        closer=close,
+    )

@@ -1,0 +1,162 @@
+"""User presence in Redis: the PresenceStore Protocol, with presence/status.py's semantics.
+
+A user is two keys under its hash tag (one Cluster slot): a hash of its sessions' status
+records (status, rank, text, and a per-user sequence number that orders the texts) and a meta
+hash (last seen, the sequence counter). ``set`` and ``remove`` are each one Lua script that
+applies the change, records last seen on the edge where the user stops being visible online
+(and forgets a user never seen online), and returns the records before and after. The views
+are then derived here by :func:`view`, the same rules as PresenceBook.private/public: status by
+STATUS_PRECEDENCE, text of the newest session with the winning status, invisible users offline
+to others. Reads (``get_many``, ``get_private``) are one pipeline of plain reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from presenced.presence.status import (
+    OFFLINE,
+    STATUS_PRECEDENCE,
+    PresenceChange,
+    UserPresence,
+    aggregate_status,
+)
+from presenced.store.redis.keys import Keys
+from presenced.store.redis.scripts import Scripts
+from presenced.typing import SessionId, UserId
+
+__all__ = ["LAST_SEEN_TTL", "PRESENCE_TTL", "DeviceStatus", "RedisPresenceStore", "view"]
+
+PRESENCE_TTL = 86400.0
+"""Seconds a user's status records live after its last presence change (a failsafe)."""
+LAST_SEEN_TTL = 30 * 86400.0
+"""Seconds a user's last seen lives after its last presence change."""
+
+
+class DeviceStatus(msgspec.Struct, frozen=True):
+    """One session's status record as presence_*.lua keeps it (cjson)."""
+
+    s: str  # status
+    r: int  # its rank in STATUS_PRECEDENCE
+    q: int  # sequence number: higher was set later
+    t: str | None = None  # text
+
+
+_record_decoder = msgspec.json.Decoder(DeviceStatus)
+
+
+def view(
+    user: UserId, devices: list[DeviceStatus], last_seen: float | None, *, public: bool
+) -> UserPresence:
+    """The user's presence from its sessions' records: what its own devices see, or (with
+    ``public``) what everyone else sees, where an invisible user is offline."""
+    if not devices:
+        return UserPresence(user, False, OFFLINE, 0, None, last_seen)
+    status = aggregate_status(d.s for d in devices)
+    if public and status == "invisible":
+        return UserPresence(user, False, OFFLINE, 0, None, last_seen)
+    newest = max((d for d in devices if d.s == status), key=lambda d: d.q)
+    return UserPresence(user, True, status, len(devices), newest.t, None)
+
+
+class RedisPresenceStore:
+    """PresenceStore on Redis or Redis Cluster: each change is one script on the user's slot."""
+
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        scripts: Scripts,
+        ttl: float = PRESENCE_TTL,
+        last_seen_ttl: float = LAST_SEEN_TTL,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._scripts = scripts
+        self._ttl_ms = max(1, round(ttl * 1000))
+        self._last_seen_ttl_ms = max(1, round(last_seen_ttl * 1000))
+
+    async def set(
+        self, user: UserId, session: SessionId, status: str, text: str | None, wall: float
+    ) -> PresenceChange:
+        """Add a session or change its status."""
+        rank = STATUS_PRECEDENCE[status]  # an unknown status is a KeyError, as in memory
+        args = [
+            session,
+            status,
+            rank,
+            "0" if text is None else "1",
+            text or "",
+            repr(float(wall)),
+            self._ttl_ms,
+            self._last_seen_ttl_ms,
+        ]
+        return _change(user, await self._scripts.run("presence_set", self._user_keys(user), args))
+
+    async def remove(self, user: UserId, session: SessionId, wall: float) -> PresenceChange:
+        """Remove a closed session; the last visible one leaves ``last_seen = wall``."""
+        args = [session, repr(float(wall)), self._ttl_ms, self._last_seen_ttl_ms]
+        result = await self._scripts.run("presence_remove", self._user_keys(user), args)
+        return _change(user, result)
+
+    async def get_many(self, users: Iterable[UserId]) -> list[UserPresence]:
+        """What others see of each user (invisible users appear offline), in order."""
+        wanted = list(users)
+        if not wanted:
+            return []
+        unique = list(dict.fromkeys(wanted))
+        found = await self._read(unique)
+        views = {u: view(u, *found[u], public=True) for u in unique}
+        return [views[u] for u in wanted]
+
+    async def get_private(self, user: UserId) -> UserPresence:
+        """What the user's own devices see."""
+        return view(user, *(await self._read([user]))[user], public=False)
+
+    def _user_keys(self, user: UserId) -> list[str]:
+        return [self._keys.user_statuses(user), self._keys.user_meta(user)]
+
+    async def _read(
+        self, users: list[UserId]
+    ) -> dict[UserId, tuple[list[DeviceStatus], float | None]]:
+        """Each user's records and last seen, in one pipeline (split per node on Cluster).
+
+        The two reads of a user are not one instant, and need not be: last seen only counts
+        when the records show no visible session, it is read second, and it changes only when
+        the user stops being visible (its hash goes only with a user that has no sessions and
+        no last seen). So a view read here is one the user had at one of the two reads.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        for user in users:
+            statuses, meta = self._user_keys(user)
+            pipe.hvals(statuses)
+            pipe.hget(meta, "ls")
+        rows = await pipe.execute()
+        return {
+            user: (_records(rows[2 * i]), _last_seen(rows[2 * i + 1]))
+            for i, user in enumerate(users)
+        }
+
+
+def _records(raws: Iterable[bytes]) -> list[DeviceStatus]:
+    return [_record_decoder.decode(raw) for raw in raws]
+
+
+def _last_seen(raw: bytes | None) -> float | None:
+    return float(raw) if raw else None
+
+
+def _change(user: UserId, result: list[Any]) -> PresenceChange:
+    """A presence_set/remove reply as PresenceChange: public views before and after, and the
+    private aggregate after."""
+    seen_before, seen_after, count = _last_seen(result[0]), _last_seen(result[1]), int(result[2])
+    before = _records(result[3 : 3 + count])
+    after = _records(result[3 + count :])
+    return PresenceChange(
+        view(user, before, seen_before, public=True),
+        view(user, after, seen_after, public=True),
+        view(user, after, seen_after, public=False).status,
+    )
