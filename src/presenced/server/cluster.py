@@ -8,9 +8,11 @@ One task per node (never one per session) ticks every ``lease_interval``:
 3. reap every node whose lease is gone: its sessions enter grace here, from this moment, so
    clients that reconnect anywhere resume without a leave, and those that do not are removed
    when the grace runs out; sessions it was in the middle of ending are finished;
-4. if the store could not be reached, report degraded; when it is back (or came back empty),
+4. if the store could not be reached, report degraded; when it is back, or when this node's
+   lease was gone at renewal (the store restarted empty, or this node stalled past its ttl),
    re-assert every local session so shared state converges, without events, since nothing
-   changed for the clients.
+   changed for the clients. A session another node took meanwhile is refused by the
+   owner check and let go here.
 """
 
 from __future__ import annotations
@@ -76,9 +78,8 @@ class LeaseKeeper:
         nodes = node.backplane.nodes
         settings = node.settings
         try:
-            lost_state = not await nodes.alive()
-            await nodes.renew(node.node_id, settings.lease_ttl)
-            if self.degraded or lost_state:
+            held = await nodes.renew(node.node_id, settings.lease_ttl)
+            if self.degraded or (not held and self._ticks > 0):
                 await self.reassert()
             if self.degraded:
                 log.warning("store reachable again: node %s is healthy", node.node_id)

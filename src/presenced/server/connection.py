@@ -19,7 +19,6 @@ from presenced.presence.session import Session
 from presenced.protocol.codec import decode_client, encode
 from presenced.protocol.codes import ErrorCode
 from presenced.protocol.messages import Auth, ClientMessage, Error, ServerMessage
-from presenced.server.eager import run_eager
 from presenced.server.transport import ConnectRequest, Transport
 
 if TYPE_CHECKING:
@@ -140,7 +139,7 @@ class Connection:
 
     def start(self, message: ClientMessage) -> None:
         """Run the request now; if it has to wait, hold later ones until it is done."""
-        task = run_eager(self._handle(message))
+        task = self.node.run(self._handle(message))
         if task is not None:
             self._busy = task
             task.add_done_callback(self._drain)

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["run_eager"]
+__all__ = ["Runner", "run_eager", "run_in_task"]
+
+Runner = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]
+"""How a node starts work: eagerly (memory backend) or always in a task."""
+
+
+def run_in_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+    """Always a Task: for backends whose clients need to run inside one (redis-py's
+    timeouts call ``asyncio.current_task()``)."""
+    return asyncio.get_running_loop().create_task(coro)
 
 
 def run_eager(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
-    """Step ``coro`` now; None if it finished, else the Task that carries on with it."""
+    """Step ``coro`` now; None if it finished, else the Task that carries on with it.
+
+    Only for work that never needs to know its task: stepping happens outside any Task."""
     try:
         yielded = coro.send(None)
     except StopIteration:

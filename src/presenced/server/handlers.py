@@ -94,13 +94,16 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
             ErrorCode.TOO_MANY_ROOMS, f"a session may be in at most {limit} rooms", field="room"
         )
     backplane = node.backplane
+    previous = session.rooms.get(room)
+    meta = msg.meta if msg.meta is not None else (previous.meta if previous else None)
+    session.rooms[room] = RoomOptions(meta=meta, device_events=msg.device_events)
+    # The record first: whatever crashes next, no room holds a member its record does not list.
+    if not await node.save(session):
+        return
     private = await backplane.presence.get_private(session.user)
     change = await backplane.rooms.add(
         room, session.user, session.id, msg.meta, private.status == "invisible"
     )
-    previous = session.rooms.get(room)
-    meta = msg.meta if msg.meta is not None else (previous.meta if previous else None)
-    session.rooms[room] = RoomOptions(meta=meta, device_events=msg.device_events)
     await node.fanout.join_room(conn, room, msg.device_events)
     await publish_change(node.backplane, change, origin=session.id)
     snapshot = await backplane.rooms.snapshot(room)
@@ -112,7 +115,6 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
             ref=msg.ref,
         )
     )
-    await node.save(session)
     if msg.since is not None:
         from presenced.server.messaging import recover
 
@@ -128,8 +130,8 @@ async def _leave(node: Node, conn: Connection, session: Session, msg: RoomLeave)
     del session.rooms[room]
     node.fanout.leave_room(conn, room)
     await publish_change(node.backplane, change, reason=LeaveReason.LEFT, origin=session.id)
-    conn.send(RoomLeft(room=room, ref=msg.ref))
     await node.save(session)
+    conn.send(RoomLeft(room=room, ref=msg.ref))
 
 
 async def _members(node: Node, conn: Connection, session: Session, msg: RoomMembers) -> None:
@@ -156,8 +158,8 @@ async def _meta(node: Node, conn: Connection, session: Session, msg: RoomMeta) -
     change = await node.backplane.rooms.set_meta(room, session.user, msg.meta)
     session.rooms[room].meta = msg.meta
     await publish_change(node.backplane, change, origin=session.id)
-    conn.send(RoomMetaUpdated(room=room, version=change.version, meta=msg.meta, ref=msg.ref))
     await node.save(session)
+    conn.send(RoomMetaUpdated(room=room, version=change.version, meta=msg.meta, ref=msg.ref))
 
 
 async def _status(node: Node, conn: Connection, session: Session, msg: StatusSet) -> None:
@@ -186,8 +188,8 @@ async def _subscribe(
     for user in new:
         session.subscriptions.add(user)
         await node.fanout.watchers.add(user, conn)
-    conn.send(PresenceSubscribed(users=await presence_of(node.backplane, users), ref=msg.ref))
     await node.save(session)
+    conn.send(PresenceSubscribed(users=await presence_of(node.backplane, users), ref=msg.ref))
 
 
 async def _unsubscribe(
@@ -198,8 +200,8 @@ async def _unsubscribe(
         if user in session.subscriptions:
             session.subscriptions.discard(user)
             node.fanout.watchers.discard(user, conn)
-    conn.send(PresenceUnsubscribed(users=list(users), ref=msg.ref))
     await node.save(session)
+    conn.send(PresenceUnsubscribed(users=list(users), ref=msg.ref))
 
 
 async def _logout(node: Node, conn: Connection, session: Session, msg: Logout) -> None:

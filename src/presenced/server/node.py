@@ -36,7 +36,7 @@ from presenced.protocol.messages import (
 )
 from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
-from presenced.server.eager import run_eager
+from presenced.server.eager import Runner, run_eager, run_in_task
 from presenced.server.fanout import LocalFanout, device_channel, node_channel
 from presenced.server.room_events import presence_changed, publish_change
 from presenced.server.transport import ConnectRequest
@@ -85,6 +85,8 @@ class Node:
             ),
             (rng or random.Random()).random,
         )
+        # The memory backend never suspends: its requests run inline, with no task at all.
+        self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
         self.fanout = LocalFanout(backplane.broker, self.spawn)
         self.lease = LeaseKeeper(self)
         self.draining = False
@@ -415,7 +417,7 @@ class Node:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run background work eagerly; keep a reference while it is pending; log failures."""
         try:
-            task = run_eager(coro)
+            task = self.run(coro)
         except Exception:
             log.exception("background work failed")
             return

@@ -168,8 +168,10 @@ class NodeStore(Protocol):
     survivor to :meth:`claim` it reaps its sessions into grace.
     """
 
-    async def renew(self, node: str, ttl: float) -> None:
-        """Create or extend the node's lease by ``ttl`` seconds, and list the node."""
+    async def renew(self, node: str, ttl: float) -> bool:
+        """Create or extend the node's lease by ``ttl`` seconds, and list the node. False when
+        the lease was not there any more: the store lost its state (an empty restart), or the
+        node stalled past its ttl and may have been reaped; either way it must re-assert."""
 
     async def drop(self, node: str) -> None:
         """End the node's lease now (clean shutdown): survivors reap it at once."""
@@ -184,9 +186,6 @@ class NodeStore(Protocol):
         """Push back the failsafe expiry of these sessions and of the rooms and users they
         keep alive, in one batch (a no-op where nothing expires by itself)."""
 
-    async def alive(self) -> bool:
-        """Whether the store still holds this deployment's state (False after it restarted
-        empty: the nodes must re-assert their sessions)."""
 
 
 MessageHandler = Callable[[bytes, str | None], None]

@@ -234,9 +234,12 @@ class MemoryNodeStore:
         self._leases: dict[str, float] = {}  # node -> expiry (monotonic)
         self._listed: set[str] = set()
 
-    async def renew(self, node: str, ttl: float) -> None:
-        self._leases[node] = self._clock.monotonic() + ttl
+    async def renew(self, node: str, ttl: float) -> bool:
+        now = self._clock.monotonic()
+        held = self._leases.get(node, -1.0) > now
+        self._leases[node] = now + ttl
         self._listed.add(node)
+        return held
 
     async def drop(self, node: str) -> None:
         self._leases.pop(node, None)
@@ -254,9 +257,6 @@ class MemoryNodeStore:
 
     async def refresh(self, sessions: Iterable[Session], ttl: float) -> None:
         """Nothing in memory expires by itself."""
-
-    async def alive(self) -> bool:
-        return True
 
 
 class MemoryBroker:

@@ -17,6 +17,14 @@ def make_client(url: str, **kwargs: Any) -> Any:
     """An asyncio client (standalone or Cluster) for ``url``; bytes in, bytes out."""
     from redis.asyncio import Redis
     from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    # A pooled connection that died with the server (a restart, a failover) is retried on a
+    # fresh one instead of failing the request that happened to pick it.
+    kwargs.setdefault("retry", Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), 5))
+    kwargs.setdefault("retry_on_error", [ConnectionError, TimeoutError])
 
     if is_cluster_url(url):
         parts = urlsplit(url)

@@ -84,11 +84,6 @@ class Keys:
         refreshed by every lease renewal."""
         return f"{self.prefix}:nodes"
 
-    def alive_marker(self) -> str:
-        """Present while the store holds this deployment's state; gone after an empty
-        restart, which tells the nodes to re-assert. TTL: 1 day, refreshed by renewals."""
-        return f"{self.prefix}:alive"
-
     def node_lease(self, node_id: str) -> str:
         return f"{self.prefix}:node:{_tag(node_id)}"
 

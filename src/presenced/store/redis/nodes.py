@@ -19,19 +19,19 @@ __all__ = ["RedisNodeStore"]
 class RedisNodeStore:
     """:class:`presenced.store.base.NodeStore` on Redis / Valkey (standalone or Cluster)."""
 
-    def __init__(self, client: Any, keys: Keys, marker_ttl: float = 86400.0) -> None:
+    def __init__(self, client: Any, keys: Keys, list_ttl: float = 86400.0) -> None:
         self._client = client
         self._keys = keys
-        self._marker_ttl = int(marker_ttl)
+        self._list_ttl = int(list_ttl)
 
-    async def renew(self, node: str, ttl: float) -> None:
+    async def renew(self, node: str, ttl: float) -> bool:
         keys = self._keys
-        await self._client.set(keys.node_lease(node), b"1", px=max(1, int(ttl * 1000)))
+        previous = await self._client.set(
+            keys.node_lease(node), b"1", px=max(1, int(ttl * 1000)), get=True
+        )
         await self._client.sadd(keys.nodes(), node)
-        # The marker says "this store holds the deployment's state"; a store that restarted
-        # empty has none, which tells the nodes to re-assert their sessions.
-        await self._client.set(keys.alive_marker(), b"1", ex=self._marker_ttl)
-        await self._client.expire(keys.nodes(), self._marker_ttl)
+        await self._client.expire(keys.nodes(), self._list_ttl)
+        return previous is not None
 
     async def drop(self, node: str) -> None:
         await self._client.delete(self._keys.node_lease(node))
@@ -71,6 +71,3 @@ class RedisNodeStore:
         for name in sorted(names):
             pipe.expire(name, seconds, gt=True)
         await pipe.execute()
-
-    async def alive(self) -> bool:
-        return bool(await self._client.exists(self._keys.alive_marker()))
