@@ -19,6 +19,8 @@ from presenced import __version__
 from presenced.auth import TokenVerifier
 from presenced.clock import Clock, SystemClock
 from presenced.config import Settings
+from presenced.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from presenced.http.metrics import NodeMetrics
 from presenced.server.node import Node
 from presenced.server.transport import ConnectRequest, TransportHandler
 from presenced.server.ws_picows import HttpResponse, start_picows_server
@@ -105,10 +107,14 @@ async def start_server(
         verifier=make_verifier(settings),
     )
 
+    metrics = NodeMetrics(node)
+
     def handler_factory(request: ConnectRequest) -> TransportHandler | None:
         return node.new_connection(request)
 
     def http_route(request: ConnectRequest) -> HttpResponse | None:
+        if request.path == "/metrics":
+            return (200, metrics.render(), METRICS_CONTENT_TYPE)
         if request.path == "/health":
             status = "draining" if node.draining else "degraded" if node.degraded else "ok"
             body = {
