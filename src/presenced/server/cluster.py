@@ -47,6 +47,10 @@ class LeaseKeeper:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-keeper")
 
+    async def watch(self) -> None:
+        """Tick at once when the store reports an expired lease (the sweep stays on)."""
+        await self.node.backplane.nodes.watch(self.poke)
+
     def poke(self) -> None:
         """Tick now (a lease expired, or a node announced it is leaving)."""
         self._wake.set()

@@ -105,6 +105,7 @@ class Node:
         """Join the cluster: listen for notices to this node, take the lease, start ticking."""
         await self.backplane.broker.subscribe(node_channel(self.node_id), self._on_notice)
         self.lease.start()
+        await self.lease.watch()
 
     def _on_notice(self, data: bytes, origin: str | None) -> None:
         verb, _, arg = data.partition(b" ")

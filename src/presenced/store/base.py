@@ -186,6 +186,13 @@ class NodeStore(Protocol):
         """Push back the failsafe expiry of these sessions and of the rooms and users they
         keep alive, in one batch (a no-op where nothing expires by itself)."""
 
+    async def watch(self, on_expired: Callable[[], None]) -> None:
+        """Call ``on_expired`` soon after any lease expires, where the store can tell
+        (keyspace notifications); the periodic sweep remains the fallback that always runs."""
+
+    async def close(self) -> None:
+        """Stop watching."""
+
 
 
 MessageHandler = Callable[[bytes, str | None], None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -257,6 +257,12 @@ class MemoryNodeStore:
 
     async def refresh(self, sessions: Iterable[Session], ttl: float) -> None:
         """Nothing in memory expires by itself."""
+
+    async def watch(self, on_expired: Callable[[], None]) -> None:
+        """Expiry is only seen by the sweep here."""
+
+    async def close(self) -> None:
+        """Nothing to stop."""
 
 
 class MemoryBroker:

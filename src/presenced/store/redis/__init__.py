@@ -51,9 +51,11 @@ def redis_backplane(
     keys = Keys(prefix=prefix)
     scripts = Scripts(client)
     broker = RedisBroker(url, keys)
+    nodes = RedisNodeStore(client, keys)
 
     async def close() -> None:
         try:
+            await nodes.close()
             await broker.close()
         finally:
             await client.aclose()
@@ -67,7 +69,7 @@ def redis_backplane(
         messages=RedisMessageStore(client, keys, scripts, history_size, history_ttl),
         typing=RedisTypingStore(client, keys, scripts),
         broker=broker,
-        nodes=RedisNodeStore(client, keys),
+        nodes=nodes,
         name="redis-cluster" if is_cluster_url(url) else "redis",
         closer=close,
     )

@@ -7,13 +7,20 @@ whose lease key is gone is expired, and ``SREM`` decides which survivor reaps it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from redis.asyncio import Redis
 
 from presenced.presence.session import Session
 from presenced.store.redis.keys import Keys
 
 __all__ = ["RedisNodeStore"]
+
+log = logging.getLogger(__name__)
 
 
 class RedisNodeStore:
@@ -23,6 +30,7 @@ class RedisNodeStore:
         self._client = client
         self._keys = keys
         self._list_ttl = int(list_ttl)
+        self._watcher: asyncio.Task[None] | None = None
 
     async def renew(self, node: str, ttl: float) -> bool:
         keys = self._keys
@@ -43,6 +51,54 @@ class RedisNodeStore:
             if not await self._client.exists(self._keys.node_lease(node)):
                 dead.append(node)
         return dead
+
+    async def watch(self, on_expired: Callable[[], None]) -> None:
+        """Subscribe to expired-key events (standalone servers; a Cluster spreads them over
+        its masters, so there the sweep alone finds dead nodes). Asks the server to emit them
+        (``notify-keyspace-events Ex``) and carries on quietly where that is not allowed."""
+        if self._watcher is not None or not isinstance(self._client, Redis):
+            return
+        try:
+            flags = (await self._client.config_get("notify-keyspace-events")).get(
+                "notify-keyspace-events", ""
+            )
+            flags = flags.decode() if isinstance(flags, bytes) else str(flags)
+            if "E" not in flags or ("x" not in flags and "A" not in flags):
+                await self._client.config_set("notify-keyspace-events", flags + "Ex")
+        except Exception as exc:  # managed Redis may refuse CONFIG: the sweep still works
+            log.info("no keyspace notifications (%s): dead nodes found by the sweep only", exc)
+        lease_prefix = self._keys.node_lease("").encode()
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._watch(lease_prefix, on_expired), name="lease-expiry-watch"
+        )
+
+    async def _watch(self, lease_prefix: bytes, on_expired: Callable[[], None]) -> None:
+        delay = 0.05
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe("__keyevent@*__:expired")
+                delay = 0.05
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes) and data.startswith(lease_prefix):
+                        on_expired()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("lease expiry watch lost (%s); retrying", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)  # reconnect backoff
+            delay = min(2.0, delay * 2)
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
 
     async def claim(self, node: str) -> bool:
         return bool(await self._client.srem(self._keys.nodes(), node))
