@@ -12,10 +12,7 @@ its own, so tests are independent without flushing or restarting anything.
 
 from __future__ import annotations
 
-import gc
-import socket
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -23,66 +20,17 @@ import pytest
 from presenced.store.base import Backplane
 from presenced.store.memory import memory_backplane
 from presenced.store.redis import redis_backplane
-from tests.support.valkey import ValkeyCluster, ValkeyProcess, free_port
+from tests.support.valkey import ValkeyCluster, ValkeyProcess
 
 __all__ = ["BACKENDS", "open_backend"]
 
 BACKENDS: list[str] = ["memory", "redis", "redis-cluster"]
 
 
-class _Valkey(ValkeyProcess):
-    """ValkeyProcess, started without tripping warnings-as-errors.
-
-    tests/support/valkey.py hands the server its log file and drops its own handle unclosed,
-    a ResourceWarning whenever the handle is collected (to fix there: open the log in a
-    ``with``; the process has its own copy). Collect it here, with that warning (only)
-    ignored.
-    """
-
-    def start(self, timeout: float = 10.0) -> ValkeyProcess:
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", r"unclosed file .*valkey\.log", category=ResourceWarning
-            )
-            try:
-                return super().start(timeout)
-            finally:
-                gc.collect()
-
-
-class _Cluster(ValkeyCluster):
-    """ValkeyCluster on ports a Cluster node can have.
-
-    A node's bus port is its port + 10000, so its port must be at most 55535 (and the bus port
-    free); ValkeyCluster takes any free port (to fix there: pick ports as here).
-    """
-
-    def __init__(self) -> None:  # not super().__init__(): it picks the ports
-        self.nodes = [_Valkey(_cluster_port(), cluster=True) for _ in self.SLOTS]
-
-
-def _cluster_port() -> int:
-    """A free port whose bus port (+ 10000) exists and is free too."""
-    for _ in range(200):
-        port = free_port()
-        if port <= 55535 and _is_free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a Valkey Cluster node")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 @pytest.fixture(scope="session")
 def valkey() -> Iterator[ValkeyProcess]:
     """One standalone Valkey for the whole test session."""
-    server = _Valkey()
+    server = ValkeyProcess()
     try:
         server.start()
         yield server
@@ -93,7 +41,7 @@ def valkey() -> Iterator[ValkeyProcess]:
 @pytest.fixture(scope="session")
 def valkey_cluster() -> Iterator[ValkeyCluster]:
     """One 3-master Valkey Cluster for the whole test session."""
-    cluster = _Cluster()
+    cluster = ValkeyCluster()
     try:
         cluster.start()
         yield cluster

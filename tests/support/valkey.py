@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["ValkeyCluster", "ValkeyProcess", "free_port", "valkey_binary"]
+__all__ = ["ValkeyCluster", "ValkeyProcess", "cluster_port", "free_port", "valkey_binary"]
 
 
 def valkey_binary() -> str:
@@ -37,11 +37,24 @@ def free_port(below: int = 65536) -> int:
     raise RuntimeError(f"no free port under {below}")
 
 
+def cluster_port() -> int:
+    """A free port for a Cluster node: its bus port (port + 10000) must exist and be free."""
+    for _ in range(200):
+        port = free_port(below=55536)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Valkey Cluster node")
+
+
 class ValkeyProcess:
     """One valkey-server on 127.0.0.1."""
 
     def __init__(self, port: int | None = None, *, cluster: bool = False) -> None:
-        self.port = port or (free_port(below=55536) if cluster else free_port())
+        self.port = port or (cluster_port() if cluster else free_port())
         self.cluster = cluster
         self.dir = Path(tempfile.mkdtemp(prefix="presenced-valkey-"))
         self.proc: subprocess.Popen[bytes] | None = None
