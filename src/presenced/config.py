@@ -418,7 +418,7 @@ class Settings:
         ),
     )
     lease_ttl: float = field(
-        default=10.0,
+        default=8.0,
         metadata=_spec(
             "duration",
             "a node that stops renewing its lease this long is dead: its sessions enter grace",
