@@ -353,6 +353,16 @@ class Settings:
             **_DURATION_GT0,
         ),
     )
+    presence_batch_window: float | None = field(
+        default=0.025,
+        metadata=_spec(
+            "duration",
+            "membership events of a room arriving within this window of the last one sent are "
+            "delivered together in one room.batch frame",
+            off=True,
+            **_DURATION_GT0,
+        ),
+    )
     history_size: int = field(
         default=100,
         metadata=_spec(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from presenced.protocol.codec import decode_server
-from presenced.protocol.messages import ServerMessage
+from presenced.protocol.messages import RoomBatch, ServerMessage
 
 __all__ = ["ManualClock", "ProtocolClient"]
 
@@ -43,6 +43,8 @@ class ProtocolClient:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.received: list[ServerMessage] = []
+        self.frames = 0  # frames read (a room.batch counts once)
+        self.batches = 0  # room.batch frames among them
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -63,7 +65,14 @@ class ProtocolClient:
 
         try:
             async for frame in self.ws:
-                self.received.append(decode_server(frame))
+                message = decode_server(frame)
+                self.frames += 1
+                if isinstance(message, RoomBatch):
+                    # Unpacked as a client SDK does: each event as if it came alone.
+                    self.received.extend(message.events)
+                    self.batches += 1
+                else:
+                    self.received.append(message)
                 self._changed.set()
         except ConnectionClosed:
             pass

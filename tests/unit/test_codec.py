@@ -57,6 +57,7 @@ from presenced.protocol.messages import (
     MemberJoined,
     MemberLeft,
     MemberUpdated,
+    RoomBatch,
     Presence,
     PresenceSubscribe,
     PresenceSubscribed,
@@ -240,6 +241,13 @@ SERVER_FULL: list[Any] = [
     MemberUpdated(
         room="lobby", version=47, user="bob", status="away", devices=3, text="t", meta={"b": 2}
     ),
+    RoomBatch(
+        room="lobby",
+        events=[
+            MemberJoined(room="lobby", version=48, user="erin", status="online", devices=1),
+            MemberLeft(room="lobby", version=49, user="dave", reason="left"),
+        ],
+    ),
     DeviceDropped(room="lobby", user="bob", device="phone-2", grace=30.0),
     DeviceBack(room="lobby", user="bob", device="phone-2"),
     DeviceGone(room="lobby", user="bob", device="phone-2", reason="grace_expired"),
@@ -298,6 +306,7 @@ SERVER_MINIMAL: list[Any] = [
     MemberJoined(room="r", version=1, user="u", status="online", devices=1),
     MemberLeft(room="r", version=2, user="u", reason="left"),
     MemberUpdated(room="r", version=3, user="u", status="online", devices=2),
+    RoomBatch(room="r", events=[]),
     DeviceDropped(room="r", user="u", device="d", grace=1.5),
     DeviceBack(room="r", user="u", device="d"),
     DeviceGone(room="r", user="u", device="d", reason="node_lost"),

@@ -62,6 +62,7 @@ from presenced.protocol.messages import (
     Heartbeat,
     HeartbeatAck,
     Logout,
+    RoomBatch,
     PresenceSubscribe,
     PresenceSubscribed,
     PresenceUnsubscribe,
@@ -534,6 +535,10 @@ class Client(MessagingMixin):
 
     def _dispatch(self, message: ServerMessage | None) -> None:
         if message is None:
+            return
+        if isinstance(message, RoomBatch):  # membership events coalesced by the server
+            for member_event in message.events:
+                self._dispatch(member_event)
             return
         ref = getattr(message, "ref", None)
         if isinstance(ref, int):  # every ref we send is an int: this answers one of ours

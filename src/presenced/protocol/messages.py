@@ -69,6 +69,7 @@ __all__ = [
     "PresenceUnsubscribe",
     "PresenceUnsubscribed",
     "Ref",
+    "RoomBatch",
     "RoomCount",
     "RoomCountReply",
     "RoomJoin",
@@ -314,6 +315,15 @@ class MemberUpdated(ServerBase, tag="member.updated"):
     meta: MetaObject | None = None
 
 
+class RoomBatch(ServerBase, tag="room.batch"):
+    """Membership events of one room that happened within a short window, in order, in one
+    frame (each keeps its own version). Sent instead of the separate events when a room's
+    membership changes faster than presence_batch_window."""
+
+    room: str
+    events: list[MemberJoined | MemberLeft | MemberUpdated]
+
+
 class DeviceDropped(ServerBase, tag="device.dropped"):
     """A device of a member lost its transport and is in grace (rooms that asked only)."""
 
@@ -365,6 +375,7 @@ ServerMessage = (
     | MemberJoined
     | MemberLeft
     | MemberUpdated
+    | RoomBatch
     | DeviceDropped
     | DeviceBack
     | DeviceGone

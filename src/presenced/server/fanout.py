@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from presenced.server.batching import MEMBER_EVENT_PREFIX, MembershipBatcher
 from presenced.store.base import Broker
 from presenced.typing import RoomId, UserId
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChannelTable",
     "LocalFanout",
+    "RoomTable",
     "device_channel",
     "node_channel",
     "presence_channel",
@@ -99,13 +101,45 @@ class ChannelTable(Generic[K]):
                 conn.send_bytes(data)
 
 
+class RoomTable(ChannelTable[RoomId]):
+    """Room members; membership events may be coalesced by a :class:`MembershipBatcher`."""
+
+    __slots__ = ("batcher",)
+
+    def __init__(self, broker: Broker, spawn: Spawn, batch_window: float | None) -> None:
+        super().__init__(broker, room_channel, spawn)
+        self.batcher = MembershipBatcher(batch_window, self._deliver_all) if batch_window else None
+
+    def deliver(self, key: RoomId, data: bytes, origin: str | None) -> None:
+        batcher = self.batcher
+        if batcher is not None:
+            if data.startswith(MEMBER_EVENT_PREFIX):
+                if batcher.hold(key, data):
+                    return
+            else:
+                batcher.flush(key)  # what was held happened before this
+        super().deliver(key, data, origin)
+
+    def _deliver_all(self, room: RoomId, frame: bytes) -> None:
+        # A batch goes to every local member, the sessions that caused its events included:
+        # their own events carry versions no newer than their snapshot, which clients skip.
+        for conn in self._conns.get(room, ()):
+            if conn.session is not None:
+                conn.send_bytes(frame)
+
+    def discard(self, key: RoomId, conn: Connection) -> None:
+        super().discard(key, conn)
+        if key not in self and self.batcher is not None:
+            self.batcher.forget(key)
+
+
 class LocalFanout:
     """The node's four tables: room members, device-event rooms, presence watchers, users."""
 
     __slots__ = ("devices", "rooms", "users", "watchers")
 
-    def __init__(self, broker: Broker, spawn: Spawn) -> None:
-        self.rooms: ChannelTable[RoomId] = ChannelTable(broker, room_channel, spawn)
+    def __init__(self, broker: Broker, spawn: Spawn, batch_window: float | None = None) -> None:
+        self.rooms = RoomTable(broker, spawn, batch_window)
         self.devices: ChannelTable[RoomId] = ChannelTable(broker, device_channel, spawn)
         self.watchers: ChannelTable[UserId] = ChannelTable(broker, presence_channel, spawn)
         self.users: ChannelTable[UserId] = ChannelTable(broker, user_channel, spawn)

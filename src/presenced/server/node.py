@@ -87,7 +87,7 @@ class Node:
         )
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
-        self.fanout = LocalFanout(backplane.broker, self.spawn)
+        self.fanout = LocalFanout(backplane.broker, self.spawn, settings.presence_batch_window)
         self.lease = LeaseKeeper(self)
         self.draining = False
         self._conn_seq = 0

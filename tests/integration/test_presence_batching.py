@@ -1,0 +1,67 @@
+"""Membership bursts are coalesced into room.batch frames, with every event kept in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from presenced.protocol.messages import MemberJoined, MemberLeft
+from presenced.testing import ProtocolClient
+from tests.conftest import ServerFactory
+
+
+async def test_a_burst_of_joins_arrives_in_few_frames_and_in_order(
+    make_server: ServerFactory,
+) -> None:
+    running = await make_server(presence_batch_window=0.05)
+    watcher = await ProtocolClient.connect(running.url + "?user=watcher&device=w")
+    await watcher.wait_for("welcome")
+    first = await watcher.request({"type": "room.join", "room": "r"})
+    frames_before = watcher.frames
+    joiners = await asyncio.gather(
+        *(ProtocolClient.connect(f"{running.url}?user=u{i}&device=d") for i in range(40))
+    )
+    for client in joiners:
+        await client.wait_for("welcome")
+    await asyncio.gather(*(c.request({"type": "room.join", "room": "r"}) for c in joiners))
+    await watcher.wait_for(
+        lambda m: isinstance(m, MemberJoined) and m.version == first.version + 40  # type: ignore[union-attr]
+    )
+    joined = [m for m in watcher.received if isinstance(m, MemberJoined)]
+    assert [m.version for m in joined] == list(range(first.version + 1, first.version + 41))  # type: ignore[union-attr]
+    assert {m.user for m in joined} == {f"u{i}" for i in range(40)}
+    frames = watcher.frames - frames_before
+    assert watcher.batches >= 1
+    assert frames < 40, frames  # fewer frames than events
+    # A change after a quiet spell is not held back: it comes alone.
+    await asyncio.sleep(0.1)  # the quiet spell itself is what this step is about
+    batches = watcher.batches
+    await joiners[0].request({"type": "room.leave", "room": "r"})
+    left = await watcher.wait_for("member.left")
+    assert isinstance(left, MemberLeft) and left.user == "u0"
+    assert watcher.batches == batches
+    for client in (watcher, *joiners):
+        await client.close()
+
+
+async def test_messages_are_never_overtaken_by_held_membership_events(
+    make_server: ServerFactory,
+) -> None:
+    running = await make_server(presence_batch_window=5.0)  # long: only ordering can flush
+    watcher = await ProtocolClient.connect(running.url + "?user=watcher&device=w")
+    await watcher.wait_for("welcome")
+    await watcher.request({"type": "room.join", "room": "r"})
+    a = await ProtocolClient.connect(running.url + "?user=a&device=d")
+    b = await ProtocolClient.connect(running.url + "?user=b&device=d")
+    await a.wait_for("welcome")
+    await b.wait_for("welcome")
+    await a.request({"type": "room.join", "room": "r"})  # goes out at once
+    await b.request({"type": "room.join", "room": "r"})  # held (within the window)
+    await a.request({"type": "message.send", "room": "r", "body": "hello"})
+    message = await watcher.wait_for("message", timeout=2)
+    order = [type(m).__name__ for m in watcher.received]
+    assert order.index("MessageEvent") > max(
+        i for i, m in enumerate(watcher.received) if isinstance(m, MemberJoined)
+    ), order
+    assert message.body == "hello"  # type: ignore[union-attr]
+    for client in (watcher, a, b):
+        await client.close()
