@@ -83,7 +83,12 @@ class LeaseKeeper:
         settings = node.settings
         try:
             held = await nodes.renew(node.node_id, settings.lease_ttl)
-            if self.degraded or (not held and self._ticks > 0):
+            if self._ticks == 0:
+                # A node restarted under the same id may find its lease still held: what
+                # its previous life owned is not in this process, so reap it like a dead
+                # node's.
+                await self.reap_previous_life()
+            elif self.degraded or not held:
                 await self.reassert()
             if self.degraded:
                 log.warning("store reachable again: node %s is healthy", node.node_id)
@@ -124,6 +129,23 @@ class LeaseKeeper:
             adopted,
             finished,
         )
+
+    async def reap_previous_life(self) -> None:
+        """Sessions recorded under this node's id that this process never had (it restarted
+        with the same id): into grace here, or finish ending them."""
+        node = self.node
+        now = node.clock.monotonic()
+        count = 0
+        for record in await node.backplane.sessions.of_node(node.node_id):
+            if node.registry.get(record.id) is not None:
+                continue
+            if record.state is SessionState.CLOSED:
+                node.spawn(node.finish_session(record, LeaveReason.NODE_LOST))
+            else:
+                adopt(node, record, now)
+            count += 1
+        if count:
+            log.info("node %s took over %d sessions of its previous life", node.node_id, count)
 
     async def reassert(self) -> None:
         """Write every local session back into the store (after an outage or an empty
