@@ -13,7 +13,7 @@ import os
 import secrets
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from presenced import __version__
 from presenced.auth import TokenVerifier
@@ -28,7 +28,7 @@ from presenced.store.base import Backplane
 from presenced.store.memory import memory_backplane
 from presenced.typing import NodeId
 
-__all__ = ["WS_PATH", "RunningServer", "run", "start_server"]
+__all__ = ["WS_PATH", "RunningServer", "run", "run_single", "start_server"]
 
 log = logging.getLogger("presenced")
 
@@ -62,18 +62,33 @@ class RunningServer:
 
 
 def make_backplane(settings: Settings) -> Backplane:
-    """The in-memory backplane, or Valkey/Redis when ``settings.redis`` is set."""
+    """The in-memory backplane, or Valkey/Redis when ``settings.redis`` is set (with events
+    over NATS instead of Redis pub/sub when ``settings.broker`` is set too)."""
     if settings.redis is None:
         return memory_backplane(settings.history_size, settings.history_ttl)
     from presenced.store.redis import redis_backplane
 
-    return redis_backplane(
+    backplane = redis_backplane(
         settings.redis,
         history_size=settings.history_size,
         history_ttl=settings.history_ttl,
         prefix=settings.redis_prefix,
         session_ttl=settings.session_ttl,
     )
+    if settings.broker is None:
+        return backplane
+    from presenced.store.nats import NatsBroker
+
+    broker = NatsBroker(settings.broker, settings.redis_prefix)
+    close_redis = backplane.close  # its unused Redis broker never connected; closing is cheap
+
+    async def close() -> None:
+        try:
+            await broker.close()
+        finally:
+            await close_redis()
+
+    return replace(backplane, broker=broker, closer=close)
 
 
 def make_verifier(settings: Settings) -> TokenVerifier | None:
@@ -120,6 +135,7 @@ async def start_server(
             body = {
                 "status": status,
                 "node": node.node_id,
+                "pid": os.getpid(),
                 "version": __version__,
                 "store": node.backplane.name,
                 "connections": node.connection_count,
@@ -144,19 +160,28 @@ async def start_server(
 
 
 def run(settings: Settings) -> int:
-    """Serve until SIGINT or SIGTERM; returns the process exit code."""
+    """Serve until SIGINT or SIGTERM (with worker processes when asked); the exit code."""
+    if settings.workers > 1:
+        from presenced.server.workers import run_workers
+
+        return run_workers(settings)
+    return run_single(settings)
+
+
+def run_single(settings: Settings, *, reuse_port: bool = False) -> int:
+    """Serve in this process until SIGINT or SIGTERM; returns the process exit code."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(settings))
-    return uvloop.run(_serve(settings))
+        return asyncio.run(_serve(settings, reuse_port))
+    return uvloop.run(_serve(settings, reuse_port))
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, reuse_port: bool = False) -> int:
     if settings.log_level != "debug":
         # picows logs every accepted connection at INFO: far too chatty for a gateway.
         logging.getLogger("picows").setLevel(logging.WARNING)
-    running = await start_server(settings)
+    running = await start_server(settings, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
