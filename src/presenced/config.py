@@ -235,6 +235,16 @@ class Settings:
         default=7400,
         metadata=_spec("int", "TCP port to listen on", lo=0, hi=65535, note="(0 = any free port)"),
     )
+    workers: int = field(
+        default=1,
+        metadata=_spec(
+            "int",
+            "worker processes sharing the port (SO_REUSEPORT), each a node on the shared store",
+            lo=1,
+            hi=256,
+            note="(more than 1 needs redis)",
+        ),
+    )
     node_id: str | None = field(
         default=None,
         metadata=_spec("optstr", "this node's id (default: generated at start)", off=True),
@@ -496,6 +506,15 @@ class Settings:
         if self.broker is not None and self.redis is None:
             raise ConfigError(
                 "broker", "a NATS broker needs shared state: set redis as well, or neither"
+            )
+        if self.workers > 1 and self.redis is None:
+            raise ConfigError(
+                "workers",
+                f"{self.workers} workers need shared state: set redis as well, or use 1 worker",
+            )
+        if self.workers > 1 and self.port == 0:
+            raise ConfigError(
+                "port", "workers share one port: give a port number (0 would give each its own)"
             )
         if self.lease_interval * 2 >= self.lease_ttl:
             raise ConfigError(

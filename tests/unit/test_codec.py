@@ -219,6 +219,7 @@ SERVER_FULL: list[Any] = [
         subscriptions=["bob"],
         text="lunch",
         resume_error="grace expired",
+        node="gw-1",
         ref="a1",
     ),
     HeartbeatAck(time=1795435200.125, ref=17),

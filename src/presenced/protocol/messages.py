@@ -215,6 +215,7 @@ class Welcome(ServerBase, tag="welcome"):
     subscriptions: list[str] = msgspec.field(default_factory=list)
     text: str | None = None
     resume_error: str | None = None
+    node: str | None = None  # the gateway node serving this connection
     ref: Ref = None
 
 

@@ -158,5 +158,6 @@ def _welcome(
         status=session.status,
         text=session.text,
         resume_error=resume_error,
+        node=node.node_id,
         ref=msg.ref,
     )
