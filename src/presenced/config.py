@@ -373,6 +373,22 @@ class Settings:
             **_DURATION_GT0,
         ),
     )
+    room_summary_above: int | None = field(
+        default=None,
+        metadata=_spec(
+            "int",
+            "rooms with more visible members than this send room.summary (count and version) "
+            "instead of member events (default: off, every room sends member events)",
+            lo=1,
+            off=True,
+        ),
+    )
+    room_summary_interval: float = field(
+        default=1.0,
+        metadata=_spec(
+            "duration", "at most one room.summary per room this often", **_DURATION_GT0
+        ),
+    )
     history_size: int = field(
         default=100,
         metadata=_spec(
@@ -604,6 +620,8 @@ def _coerce(key: str, spec: _Spec, value: object, origin: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str):
+            if spec.off and value.strip().lower() in _OFF_WORDS:
+                return None
             with contextlib.suppress(ValueError):
                 return int(value)
         raise ConfigError(key, f"{shown} is not an integer; allowed: {spec.allowed()}")

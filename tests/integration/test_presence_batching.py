@@ -65,3 +65,36 @@ async def test_messages_are_never_overtaken_by_held_membership_events(
     assert message.body == "hello"  # type: ignore[union-attr]
     for client in (watcher, a, b):
         await client.close()
+
+
+async def test_a_large_room_switches_to_summaries(make_server: ServerFactory) -> None:
+    from presenced.protocol.messages import RoomSummary
+
+    running = await make_server(room_summary_above=3, room_summary_interval=0.2)
+    watcher = await ProtocolClient.connect(running.url + "?user=watcher&device=w")
+    await watcher.wait_for("welcome")
+    await watcher.request({"type": "room.join", "room": "r"})
+    clients = []
+    for i in range(8):
+        client = await ProtocolClient.connect(f"{running.url}?user=u{i}&device=d")
+        await client.wait_for("welcome")
+        await client.request({"type": "room.join", "room": "r"})
+        clients.append(client)
+    # Up to the limit, member events; past it, summaries, the latest count winning.
+    last = await watcher.wait_for(lambda m: isinstance(m, RoomSummary) and m.count == 9)
+    joined = [m for m in watcher.received if isinstance(m, MemberJoined)]
+    assert [m.user for m in joined] == ["u0", "u1"]
+    summaries = [m for m in watcher.received if isinstance(m, RoomSummary)]
+    assert len(summaries) < 7  # throttled: fewer than one per change
+    assert isinstance(last, RoomSummary) and last.version >= 9
+    # Back to the limit: a last summary says so; under it, member events again.
+    for client in clients[:6]:
+        await client.request({"type": "room.leave", "room": "r"})
+    await watcher.wait_for(lambda m: isinstance(m, RoomSummary) and m.count == 3)
+    await clients[6].request({"type": "room.leave", "room": "r"})
+    left = await watcher.wait_for("member.left", timeout=3)
+    assert isinstance(left, MemberLeft) and left.user == "u6"
+    count = await watcher.request({"type": "room.count", "room": "r"})
+    assert count.count == 2  # type: ignore[union-attr]
+    for client in (watcher, *clients):
+        await client.close()

@@ -183,7 +183,7 @@ def test_unknown_toml_key(tmp_path: Path) -> None:
     assert "unknown setting 'heartbeat_intervall'" in message
     assert str(path) in message
     assert "did you mean 'heartbeat_interval'?" in message
-    assert "known settings: host, port, node_id," in message
+    assert "known settings: host, port, workers, node_id," in message
     assert "log_level" in message
 
 

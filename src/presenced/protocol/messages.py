@@ -80,6 +80,7 @@ __all__ = [
     "RoomMembersReply",
     "RoomMeta",
     "RoomMetaUpdated",
+    "RoomSummary",
     "ServerMessage",
     "StatusSet",
     "StatusUpdated",
@@ -325,6 +326,15 @@ class RoomBatch(ServerBase, tag="room.batch"):
     events: list[MemberJoined | MemberLeft | MemberUpdated]
 
 
+class RoomSummary(ServerBase, tag="room.summary"):
+    """A large room's size, instead of its member events (rooms above room_summary_above):
+    at most one per room_summary_interval, always the latest. Ask room.members for names."""
+
+    room: str
+    count: int
+    version: int
+
+
 class DeviceDropped(ServerBase, tag="device.dropped"):
     """A device of a member lost its transport and is in grace (rooms that asked only)."""
 
@@ -377,6 +387,7 @@ ServerMessage = (
     | MemberLeft
     | MemberUpdated
     | RoomBatch
+    | RoomSummary
     | DeviceDropped
     | DeviceBack
     | DeviceGone

@@ -16,7 +16,6 @@ from presenced.presence.session import Session, SessionState
 from presenced.protocol.codes import SUPPORTED_PROTOCOLS, CloseCode, ErrorCode
 from presenced.protocol.messages import Auth, DeviceBack, Welcome
 from presenced.server.fanout import node_channel
-from presenced.server.room_events import presence_changed
 from presenced.typing import DeviceId, SessionId
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ async def authenticate(node: Node, conn: Connection, msg: Auth) -> None:
     )
     await node.save(session)
     conn.send(_welcome(node, session, msg, resumed=False, resume_error=resume_error))
-    await presence_changed(backplane, session.user, change)
+    await node.events.presence_changed(session.user, change)
 
 
 def _identify(node: Node, msg: Auth) -> Identity:

@@ -19,10 +19,11 @@ import msgspec
 
 from presenced.typing import RoomId
 
-__all__ = ["MEMBER_EVENT_PREFIX", "MembershipBatcher"]
+__all__ = ["MEMBER_EVENT_PREFIX", "SUMMARY_PREFIX", "MembershipBatcher", "SummaryThrottle"]
 
 # Every member.* event is encoded with its tag first (msgspec writes the tag field first).
 MEMBER_EVENT_PREFIX = b'{"type":"member.'
+SUMMARY_PREFIX = b'{"type":"room.summary"'
 
 Deliver = Callable[[RoomId, bytes], None]
 
@@ -108,6 +109,48 @@ class MembershipBatcher:
             )
         )
         self._deliver(room, frame)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class SummaryThrottle:
+    """At most one ``room.summary`` per room per ``interval``: the first at once, then the
+    latest one when the interval is over (older ones are superseded, not queued)."""
+
+    __slots__ = ("_deliver", "_last", "_latest", "_timer", "interval")
+
+    def __init__(self, interval: float, deliver: Deliver) -> None:
+        self.interval = interval
+        self._deliver = deliver
+        self._last: dict[RoomId, float] = {}
+        self._latest: dict[RoomId, bytes] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def offer(self, room: RoomId, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if room not in self._latest and now - self._last.get(room, -math.inf) >= self.interval:
+            self._last[room] = now
+            self._deliver(room, data)
+            return
+        self._latest[room] = data
+        if self._timer is None:
+            self._timer = loop.call_later(self.interval, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        latest, self._latest = self._latest, {}
+        for room, data in latest.items():
+            self._last[room] = now
+            self._deliver(room, data)
+
+    def forget(self, room: RoomId) -> None:
+        self._latest.pop(room, None)
+        self._last.pop(room, None)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from presenced.server.batching import MEMBER_EVENT_PREFIX, MembershipBatcher
+from presenced.server.batching import (
+    MEMBER_EVENT_PREFIX,
+    SUMMARY_PREFIX,
+    MembershipBatcher,
+    SummaryThrottle,
+)
 from presenced.store.base import Broker
 from presenced.typing import RoomId, UserId
 
@@ -104,14 +109,26 @@ class ChannelTable(Generic[K]):
 class RoomTable(ChannelTable[RoomId]):
     """Room members; membership events may be coalesced by a :class:`MembershipBatcher`."""
 
-    __slots__ = ("batcher",)
+    __slots__ = ("batcher", "summaries")
 
-    def __init__(self, broker: Broker, spawn: Spawn, batch_window: float | None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        spawn: Spawn,
+        batch_window: float | None,
+        summary_interval: float = 1.0,
+    ) -> None:
         super().__init__(broker, room_channel, spawn)
         self.batcher = MembershipBatcher(batch_window, self._deliver_all) if batch_window else None
+        self.summaries = SummaryThrottle(summary_interval, self._deliver_all)
 
     def deliver(self, key: RoomId, data: bytes, origin: str | None) -> None:
         batcher = self.batcher
+        if data.startswith(SUMMARY_PREFIX):
+            if batcher is not None:
+                batcher.flush(key)  # member events held from before the room grew go first
+            self.summaries.offer(key, data)
+            return
         if batcher is not None:
             if data.startswith(MEMBER_EVENT_PREFIX):
                 if batcher.hold(key, data):
@@ -129,8 +146,10 @@ class RoomTable(ChannelTable[RoomId]):
 
     def discard(self, key: RoomId, conn: Connection) -> None:
         super().discard(key, conn)
-        if key not in self and self.batcher is not None:
-            self.batcher.forget(key)
+        if key not in self:
+            self.summaries.forget(key)
+            if self.batcher is not None:
+                self.batcher.forget(key)
 
 
 class LocalFanout:
@@ -138,8 +157,14 @@ class LocalFanout:
 
     __slots__ = ("devices", "rooms", "users", "watchers")
 
-    def __init__(self, broker: Broker, spawn: Spawn, batch_window: float | None = None) -> None:
-        self.rooms = RoomTable(broker, spawn, batch_window)
+    def __init__(
+        self,
+        broker: Broker,
+        spawn: Spawn,
+        batch_window: float | None = None,
+        summary_interval: float = 1.0,
+    ) -> None:
+        self.rooms = RoomTable(broker, spawn, batch_window, summary_interval)
         self.devices: ChannelTable[RoomId] = ChannelTable(broker, device_channel, spawn)
         self.watchers: ChannelTable[UserId] = ChannelTable(broker, presence_channel, spawn)
         self.users: ChannelTable[UserId] = ChannelTable(broker, user_channel, spawn)

@@ -40,7 +40,6 @@ from presenced.protocol.messages import (
 )
 from presenced.server.connection import Connection
 from presenced.server.node import Node
-from presenced.server.room_events import members, presence_of, publish_change
 from presenced.typing import RoomId, UserId
 
 __all__ = ["dispatch"]
@@ -105,13 +104,13 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
         room, session.user, session.id, msg.meta, private.status == "invisible"
     )
     await node.fanout.join_room(conn, room, msg.device_events)
-    await publish_change(node.backplane, change, origin=session.id)
+    await node.events.publish_change(change, origin=session.id)
     snapshot = await backplane.rooms.snapshot(room)
     conn.send(
         RoomJoined(
             room=room,
             version=snapshot.version,
-            members=await members(node.backplane, snapshot),
+            members=await node.events.members(snapshot),
             ref=msg.ref,
         )
     )
@@ -129,7 +128,7 @@ async def _leave(node: Node, conn: Connection, session: Session, msg: RoomLeave)
     change = await node.backplane.rooms.remove(room, session.user, session.id)
     del session.rooms[room]
     node.fanout.leave_room(conn, room)
-    await publish_change(node.backplane, change, reason=LeaveReason.LEFT, origin=session.id)
+    await node.events.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
     await node.save(session)
     conn.send(RoomLeft(room=room, ref=msg.ref))
 
@@ -141,7 +140,7 @@ async def _members(node: Node, conn: Connection, session: Session, msg: RoomMemb
         RoomMembersReply(
             room=room,
             version=snapshot.version,
-            members=await members(node.backplane, snapshot),
+            members=await node.events.members(snapshot),
             ref=msg.ref,
         )
     )
@@ -157,7 +156,7 @@ async def _meta(node: Node, conn: Connection, session: Session, msg: RoomMeta) -
     room = _member_room(session, msg.room)
     change = await node.backplane.rooms.set_meta(room, session.user, msg.meta)
     session.rooms[room].meta = msg.meta
-    await publish_change(node.backplane, change, origin=session.id)
+    await node.events.publish_change(change, origin=session.id)
     await node.save(session)
     conn.send(RoomMetaUpdated(room=room, version=change.version, meta=msg.meta, ref=msg.ref))
 
@@ -189,7 +188,7 @@ async def _subscribe(
         session.subscriptions.add(user)
         await node.fanout.watchers.add(user, conn)
     await node.save(session)
-    conn.send(PresenceSubscribed(users=await presence_of(node.backplane, users), ref=msg.ref))
+    conn.send(PresenceSubscribed(users=await node.events.presence_of(users), ref=msg.ref))
 
 
 async def _unsubscribe(

@@ -38,7 +38,7 @@ from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
 from presenced.server.eager import Runner, run_eager, run_in_task
 from presenced.server.fanout import LocalFanout, device_channel, node_channel
-from presenced.server.room_events import presence_changed, publish_change
+from presenced.server.room_events import RoomEvents
 from presenced.server.transport import ConnectRequest
 from presenced.store.base import Backplane
 from presenced.typing import NodeId, SessionId, UserId
@@ -87,7 +87,13 @@ class Node:
         )
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
-        self.fanout = LocalFanout(backplane.broker, self.spawn, settings.presence_batch_window)
+        self.events = RoomEvents(backplane, settings.room_summary_above)
+        self.fanout = LocalFanout(
+            backplane.broker,
+            self.spawn,
+            settings.presence_batch_window,
+            settings.room_summary_interval,
+        )
         self.lease = LeaseKeeper(self)
         self.draining = False
         self._conn_seq = 0
@@ -278,7 +284,7 @@ class Node:
         for room in list(session.rooms):
             await clear_typing(self, session, room)
             change = await backplane.rooms.remove(room, session.user, session.id)
-            await publish_change(backplane, change, reason=reason, origin=session.id)
+            await self.events.publish_change(change, reason=reason, origin=session.id)
             if reason is not LeaveReason.LEFT:
                 gone = DeviceGone(
                     room=room, user=session.user, device=session.device, reason=reason
@@ -286,7 +292,7 @@ class Node:
                 await backplane.broker.publish(device_channel(room), encode(gone), session.id)
         presence = await backplane.presence.remove(session.user, session.id, self.clock.wall())
         await backplane.sessions.delete(session.id, owner=self.node_id)
-        await presence_changed(backplane, session.user, presence)
+        await self.events.presence_changed(session.user, presence)
 
     def force_leave(self, session: Session, reason: LeaveReason, message: str) -> None:
         """Tell the client why, close its socket, and remove the (already CLOSED) session."""
@@ -321,7 +327,7 @@ class Node:
             session.user, session.id, session.effective_status, session.text, self.clock.wall()
         )
         await self.save(session)
-        await presence_changed(backplane, session.user, change)
+        await self.events.presence_changed(session.user, change)
         return change
 
     async def publish_device(

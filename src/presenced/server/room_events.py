@@ -15,12 +15,19 @@ from presenced.presence.roster import ChangeKind, RoomChange, RoomSnapshot
 from presenced.presence.status import PresenceChange, UserPresence
 from presenced.protocol.codec import encode
 from presenced.protocol.codes import LeaveReason
-from presenced.protocol.messages import Member, MemberJoined, MemberLeft, MemberUpdated, Presence
+from presenced.protocol.messages import (
+    Member,
+    MemberJoined,
+    MemberLeft,
+    MemberUpdated,
+    Presence,
+    RoomSummary,
+)
 from presenced.server.fanout import presence_channel, room_channel
 from presenced.store.base import Backplane
 from presenced.typing import RoomId, UserId
 
-__all__ = ["members", "presence_changed", "presence_message", "presence_of", "publish_change"]
+__all__ = ["RoomEvents", "presence_message"]
 
 
 def presence_message(view: UserPresence) -> Presence:
@@ -34,66 +41,86 @@ def presence_message(view: UserPresence) -> Presence:
     )
 
 
-async def presence_of(backplane: Backplane, users: Iterable[UserId]) -> list[Presence]:
-    return [presence_message(p) for p in await backplane.presence.get_many(users)]
+class RoomEvents:
+    """Builds and publishes what rooms and watchers see, over one backplane."""
 
+    __slots__ = ("backplane", "summary_above")
 
-async def members(backplane: Backplane, snapshot: RoomSnapshot) -> list[Member]:
-    """Snapshot entries with each user's public status."""
-    views = await backplane.presence.get_many(m.user for m in snapshot.members)
-    return [
-        Member(user=m.user, status=v.status, devices=m.devices, text=v.text, meta=m.meta)
-        for m, v in zip(snapshot.members, views, strict=True)
-    ]
+    def __init__(self, backplane: Backplane, summary_above: int | None = None) -> None:
+        self.backplane = backplane
+        self.summary_above = summary_above
 
+    async def presence_of(self, users: Iterable[UserId]) -> list[Presence]:
+        return [presence_message(p) for p in await self.backplane.presence.get_many(users)]
 
-async def publish_change(
-    backplane: Backplane,
-    change: RoomChange,
-    *,
-    reason: LeaveReason = LeaveReason.LEFT,
-    origin: str | None,
-) -> None:
-    """Turn a room transition into its member.* event and publish it once."""
-    kind = change.kind
-    if kind is ChangeKind.NONE:
-        return
-    event: Any
-    if kind is ChangeKind.LEFT:
-        event = MemberLeft(
-            room=change.room, version=change.version, user=change.user, reason=reason.value
-        )
-    else:
-        (view,) = await backplane.presence.get_many([change.user])
-        cls = MemberJoined if kind is ChangeKind.JOINED else MemberUpdated
-        event = cls(
-            room=change.room,
-            version=change.version,
-            user=change.user,
-            status=view.status,
-            devices=change.devices,
-            text=view.text,
-            meta=change.meta,
-        )
-    await backplane.broker.publish(room_channel(change.room), encode(event), origin)
+    async def members(self, snapshot: RoomSnapshot) -> list[Member]:
+        """Snapshot entries with each user's public status."""
+        views = await self.backplane.presence.get_many(m.user for m in snapshot.members)
+        return [
+            Member(user=m.user, status=v.status, devices=m.devices, text=v.text, meta=m.meta)
+            for m, v in zip(snapshot.members, views, strict=True)
+        ]
 
+    async def publish_change(
+        self,
+        change: RoomChange,
+        *,
+        reason: LeaveReason = LeaveReason.LEFT,
+        origin: str | None,
+    ) -> None:
+        """Turn a room transition into its member.* event and publish it once; in a room larger
+        than ``summary_above``, into a ``room.summary`` (count and version) instead."""
+        kind = change.kind
+        if kind is ChangeKind.NONE:
+            return
+        event: Any
+        backplane = self.backplane
+        summary_above = self.summary_above
+        if summary_above is not None:
+            count, version = await backplane.rooms.count(change.room)
+            if count > summary_above or (kind is ChangeKind.LEFT and count == summary_above):
+                # (The leave that brings it back to the limit still says so with a summary.)
+                if kind is not ChangeKind.UPDATED:
+                    summary = RoomSummary(room=change.room, count=count, version=version)
+                    await backplane.broker.publish(
+                        room_channel(change.room), encode(summary), origin
+                    )
+                return
+        if kind is ChangeKind.LEFT:
+            event = MemberLeft(
+                room=change.room, version=change.version, user=change.user, reason=reason.value
+            )
+        else:
+            (view,) = await backplane.presence.get_many([change.user])
+            cls = MemberJoined if kind is ChangeKind.JOINED else MemberUpdated
+            event = cls(
+                room=change.room,
+                version=change.version,
+                user=change.user,
+                status=view.status,
+                devices=change.devices,
+                text=view.text,
+                meta=change.meta,
+            )
+        await backplane.broker.publish(room_channel(change.room), encode(event), origin)
 
-async def presence_changed(backplane: Backplane, user: UserId, change: PresenceChange) -> None:
-    """Watchers get the new presence; rooms get hidden, revealed or updated members."""
-    before, after = change.before, change.after
-    if before == after:
-        return
-    await backplane.broker.publish(presence_channel(user), encode(presence_message(after)))
-    rooms: set[RoomId] = set()
-    for session in await backplane.sessions.of_user(user):
-        rooms.update(session.rooms)
-    store = backplane.rooms
-    for room in sorted(rooms):
-        if change.went_offline:  # it still has sessions, so it went invisible
-            hidden = await store.set_hidden(room, user, True)
-            await publish_change(backplane, hidden, reason=LeaveReason.OFFLINE, origin=None)
-        elif change.went_online:
-            revealed = await store.set_hidden(room, user, False)
-            await publish_change(backplane, revealed, origin=None)
-        elif before.status != after.status or before.text != after.text:
-            await publish_change(backplane, await store.touch(room, user), origin=None)
+    async def presence_changed(self, user: UserId, change: PresenceChange) -> None:
+        """Watchers get the new presence; rooms get hidden, revealed or updated members."""
+        backplane = self.backplane
+        before, after = change.before, change.after
+        if before == after:
+            return
+        await backplane.broker.publish(presence_channel(user), encode(presence_message(after)))
+        rooms: set[RoomId] = set()
+        for session in await backplane.sessions.of_user(user):
+            rooms.update(session.rooms)
+        store = backplane.rooms
+        for room in sorted(rooms):
+            if change.went_offline:  # it still has sessions, so it went invisible
+                hidden = await store.set_hidden(room, user, True)
+                await self.publish_change(hidden, reason=LeaveReason.OFFLINE, origin=None)
+            elif change.went_online:
+                revealed = await store.set_hidden(room, user, False)
+                await self.publish_change(revealed, origin=None)
+            elif before.status != after.status or before.text != after.text:
+                await self.publish_change(await store.touch(room, user), origin=None)
