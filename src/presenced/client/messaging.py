@@ -1,8 +1,9 @@
 """The messaging half of :class:`~presenced.client.Client`: send, edit, delete, receipts,
 typing, history and read state.
 
-Kept apart from :mod:`presenced.client.client` (the connection, its supervision and the
-presence requests) so neither module grows past a few hundred lines. :class:`MessagingMixin`
+Kept apart from :mod:`presenced.client.client` (the presence requests),
+:mod:`presenced.client.connection` (the connection) and :mod:`presenced.client.supervisor`
+(reconnecting) so no module grows past a few hundred lines. :class:`MessagingMixin`
 holds the methods and their small state; the connection plumbing it needs is declared
 abstract here and provided by ``Client``. Its pure rules (the typing throttle, coalescing
 of delivered receipts, stream positions) live in :mod:`presenced.client.policy`.
