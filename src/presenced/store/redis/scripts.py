@@ -1,7 +1,9 @@
 """Lua scripts: one file each under ``lua/``, loaded once and called by name.
 
 Each file starts with a KEYS/ARGV header comment. Scripts take the time from the caller
-(ARGV), never from the server clock, so behaviour is the same as the memory store's.
+(ARGV), never from the server clock, so behaviour is the same as the memory store's. Lua
+has no include: a line ``--#include NAME.lua`` is replaced by that file's text when the
+script is loaded, so helpers shared by several scripts live in one place.
 """
 
 from __future__ import annotations
@@ -9,7 +11,21 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-__all__ = ["Scripts"]
+__all__ = ["Scripts", "load_lua"]
+
+_INCLUDE = "--#include "
+
+
+def load_lua(name: str) -> str:
+    """The text of ``lua/NAME.lua`` with its ``--#include`` lines expanded."""
+    folder = resources.files("presenced.store.redis.lua")
+    lines = []
+    for line in folder.joinpath(f"{name}.lua").read_text().splitlines(keepends=True):
+        if line.startswith(_INCLUDE):
+            lines.append(folder.joinpath(line[len(_INCLUDE) :].strip()).read_text())
+        else:
+            lines.append(line)
+    return "".join(lines)
 
 
 class Scripts:
@@ -22,8 +38,7 @@ class Scripts:
     def __getitem__(self, name: str) -> Any:
         script = self._scripts.get(name)
         if script is None:
-            text = resources.files("presenced.store.redis.lua").joinpath(f"{name}.lua").read_text()
-            script = self._scripts[name] = self._client.register_script(text)
+            script = self._scripts[name] = self._client.register_script(load_lua(name))
         return script
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:

@@ -10,32 +10,7 @@
 -- ARGV[6] history size   ARGV[7] cutoff (wall - history ttl)   ARGV[8] key TTL (seconds)
 -- Returns {epoch, offset}, or nil when the message is not kept or already deleted.
 
--- Drop the events beyond the history size or older than the cutoff, oldest first, and the
--- message state only a dropped message event kept (HistoryBook RoomLog.trim). The same
--- function is in message_append, message_amend, message_since and message_history.lua.
-local function trim(size, cutoff)
-  local n = redis.call('LLEN', KEYS[2])
-  while n > 0 do
-    local ev = cjson.decode(redis.call('LINDEX', KEYS[2], 0))
-    if n <= size and not (tonumber(ev.t) < cutoff) then return end
-    redis.call('LPOP', KEYS[2])
-    n = n - 1
-    if ev.k == 'm' then
-      local raw = redis.call('HGET', KEYS[3], ev.id)
-      if raw then
-        local st = cjson.decode(raw)
-        redis.call('HDEL', KEYS[3], ev.id)
-        redis.call('ZREM', KEYS[4], ev.id)
-        if st.x then redis.call('HDEL', KEYS[5], string.len(st.u) .. ':' .. st.u .. st.x) end
-      end
-    end
-  end
-end
-
--- The failsafe TTL of every stream key of the room, refreshed on each write.
-local function refresh(ttl)
-  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
-end
+--#include _stream.lua
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local size, cutoff = tonumber(ARGV[6]), tonumber(ARGV[7])

@@ -13,32 +13,7 @@
 -- ARGV[11] key TTL (seconds)
 -- Returns {0, epoch, offset} for a new message, {1, epoch, state JSON} for a duplicate.
 
--- Drop the events beyond the history size or older than the cutoff, oldest first, and the
--- message state only a dropped message event kept (HistoryBook RoomLog.trim). The same
--- function is in message_append, message_amend, message_since and message_history.lua.
-local function trim(size, cutoff)
-  local n = redis.call('LLEN', KEYS[2])
-  while n > 0 do
-    local ev = cjson.decode(redis.call('LINDEX', KEYS[2], 0))
-    if n <= size and not (tonumber(ev.t) < cutoff) then return end
-    redis.call('LPOP', KEYS[2])
-    n = n - 1
-    if ev.k == 'm' then
-      local raw = redis.call('HGET', KEYS[3], ev.id)
-      if raw then
-        local st = cjson.decode(raw)
-        redis.call('HDEL', KEYS[3], ev.id)
-        redis.call('ZREM', KEYS[4], ev.id)
-        if st.x then redis.call('HDEL', KEYS[5], string.len(st.u) .. ':' .. st.u .. st.x) end
-      end
-    end
-  end
-end
-
--- The failsafe TTL of every stream key of the room, refreshed on each write.
-local function refresh(ttl)
-  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
-end
+--#include _stream.lua
 
 local user, size, cutoff = ARGV[2], tonumber(ARGV[9]), tonumber(ARGV[10])
 local has_temp = ARGV[4] == '1'
