@@ -48,7 +48,7 @@ class Connection:
 
     def __init__(self, node: Node, request: ConnectRequest, conn_id: str) -> None:
         self.node = node
-        self.request = request
+        self.request: ConnectRequest | None = request  # dropped once read (memory)
         self.id = conn_id
         self.transport: Transport | None = None
         self.session: Session | None = None  # set once authenticated
@@ -59,7 +59,7 @@ class Connection:
         self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
         self.message_bucket = TokenBucket(settings.message_rate, settings.message_burst, now)
         self._busy: asyncio.Task[None] | None = None
-        self._backlog: deque[bytes] = deque()
+        self._backlog: deque[bytes] | None = None  # made when a request first has to wait
 
     def __repr__(self) -> str:
         who = f"{self.session.user}/{self.session.device}" if self.session else "anonymous"
@@ -77,6 +77,8 @@ class Connection:
             return
         if self._busy is not None:
             # Bounded by the rate limit's burst: beyond it requests are refused, not queued.
+            if self._backlog is None:
+                self._backlog = deque()
             if len(self._backlog) >= self.node.settings.rate_burst:
                 self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
                 return
@@ -112,7 +114,7 @@ class Connection:
     def on_closed(self) -> None:
         self.closing = True
         self.transport = None
-        self._backlog.clear()
+        self._backlog = None
         self.node.connection_closed(self)
 
     # --- requests ----------------------------------------------------------------------------
@@ -178,6 +180,8 @@ class Connection:
         self.node.rearm()
         while self._backlog and self._busy is None and not self.closing:
             self._process(self._backlog.popleft())
+        if not self._backlog:
+            self._backlog = None
 
     # --- sending ---------------------------------------------------------------------------
 

@@ -152,8 +152,11 @@ class Node:
         """Authenticate from the connect URL if it carries credentials, else start the
         auth clock and wait for an ``auth`` message."""
         self._pending[conn.id] = conn
-        query = conn.request.query
-        header = conn.request.headers.get("authorization", "")
+        request = conn.request
+        assert request is not None
+        conn.request = None  # its headers are not needed again: do not keep them per socket
+        query = request.query
+        header = request.headers.get("authorization", "")
         bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
         token = query.get("token") or bearer
         if token or "user" in query or "resume" in query:

@@ -167,5 +167,9 @@ async def start_picows_server(
         # Grows on demand; 2 KiB instead of 16 KiB halves idle memory per connection
         # (docs/benchmarks.md, "Choosing the WebSocket library").
         read_buffer_init_size=2048,
+        # The event loop's own transport (uvloop's, in C) instead of aiofastnet's Python
+        # one: about 5 KiB less per idle connection for the same CPU per delivery
+        # (docs/benchmarks.md, "Memory per connection").
+        use_aiofastnet=False,
         reuse_port=reuse_port,
     )

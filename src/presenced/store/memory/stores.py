@@ -10,8 +10,10 @@ from __future__ import annotations
 import copy
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
+
+import msgspec
 
 from presenced.clock import Clock, SystemClock
 from presenced.presence.history import (
@@ -40,9 +42,26 @@ __all__ = [
 ]
 
 
+@dataclass(slots=True)
+class _Record:
+    """A stored session: the fields the indexes need, and the rest encoded."""
+
+    user: UserId
+    node: str
+    resume_token: str
+    data: bytes
+
+
+_session_encoder = msgspec.json.Encoder()
+_session_decoder = msgspec.json.Decoder(Session)
+
+
 class MemorySessionStore:
+    """Records kept encoded (msgspec JSON): value semantics like a networked store, and a
+    few hundred bytes each instead of a deep copy of the live object graph."""
+
     def __init__(self) -> None:
-        self._by_id: dict[SessionId, Session] = {}
+        self._by_id: dict[SessionId, _Record] = {}
         self._by_token: dict[str, SessionId] = {}
         self._by_user: dict[UserId, set[SessionId]] = {}
         self._by_node: dict[str, set[SessionId]] = {}
@@ -54,7 +73,9 @@ class MemorySessionStore:
                 return False
             if old.resume_token != session.resume_token:
                 self._by_token.pop(old.resume_token, None)
-        self._by_id[session.id] = copy.deepcopy(session)
+        self._by_id[session.id] = _Record(
+            session.user, session.node, session.resume_token, _session_encoder.encode(session)
+        )
         self._by_token[session.resume_token] = session.id
         self._by_user.setdefault(session.user, set()).add(session.id)
         self._by_node.setdefault(session.node, set()).add(session.id)
@@ -69,16 +90,26 @@ class MemorySessionStore:
         self._by_node.setdefault(to_node, set()).add(session_id)
         return True
 
+    def _load(self, session_id: SessionId) -> Session | None:
+        record = self._by_id.get(session_id)
+        if record is None:
+            return None
+        session = _session_decoder.decode(record.data)
+        session.node = record.node  # ownership moves without rewriting the record
+        return session
+
+    def _load_all(self, ids: Iterable[SessionId]) -> list[Session]:
+        return [s for s in map(self._load, ids) if s is not None]
+
     async def of_node(self, node: str) -> list[Session]:
-        return [copy.deepcopy(self._by_id[s]) for s in self._by_node.get(node, ())]
+        return self._load_all(self._by_node.get(node, ()))
 
     async def get(self, session_id: SessionId) -> Session | None:
-        found = self._by_id.get(session_id)
-        return copy.deepcopy(found) if found else None
+        return self._load(session_id)
 
     async def by_resume_token(self, token: str) -> Session | None:
         sid = self._by_token.get(token)
-        return await self.get(sid) if sid is not None else None
+        return self._load(sid) if sid is not None else None
 
     async def delete(self, session_id: SessionId, owner: str | None = None) -> bool:
         old = self._by_id.get(session_id)
@@ -91,7 +122,7 @@ class MemorySessionStore:
         return True
 
     async def of_user(self, user: UserId) -> list[Session]:
-        return [copy.deepcopy(self._by_id[s]) for s in self._by_user.get(user, ())]
+        return self._load_all(self._by_user.get(user, ()))
 
 
 def _discard(index: dict[Any, set[SessionId]], key: Any, session_id: SessionId) -> None:
