@@ -600,3 +600,35 @@ def test_late_timer_pong_and_inactivity_in_one_advance() -> None:
     assert kinds(fired) == [K.PONG]
     assert s.state is SessionState.GRACE
     assert reg.get(s.id) is s
+
+
+def test_a_client_that_speaks_is_not_pinged_and_a_silent_one_is() -> None:
+    policy = LivenessPolicy(heartbeat_interval=10, heartbeat_timeout=5, grace=30, auth_timeout=5)
+    registry = SessionRegistry(policy, lambda: 0.0)
+    talker = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok-t")
+    silent = Session(SessionId("s"), UserId("b"), DeviceId("d"), "tok-s")
+    registry.add(talker, 0.0)
+    registry.add(silent, 0.0)
+    fired: list[tuple[DeadlineKind, str]] = []
+    for now in range(1, 60):
+        registry.activity(talker.id, float(now))  # a heartbeat every second
+        fired += [(d.kind, d.session.id) for d in registry.advance(float(now)) if d.session]
+        if (DeadlineKind.PING, silent.id) in fired:
+            registry.pong(silent.id)
+    assert (DeadlineKind.PING, talker.id) not in fired
+    assert fired.count((DeadlineKind.PING, silent.id)) >= 5
+    assert talker.state is SessionState.ACTIVE and silent.state is SessionState.ACTIVE
+
+
+def test_a_client_that_falls_silent_is_still_found_within_interval_plus_timeout() -> None:
+    policy = LivenessPolicy(heartbeat_interval=10, heartbeat_timeout=5, grace=30, auth_timeout=5)
+    registry = SessionRegistry(policy, lambda: 0.0)
+    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
+    registry.add(session, 0.0)
+    registry.activity(session.id, 7.0)  # its last word
+    now = 7.0
+    while session.state is SessionState.ACTIVE:
+        now += 0.5
+        registry.advance(now)
+        assert now < 7.0 + 10 + 5 + 1, "not detected in time"
+    assert session.state is SessionState.GRACE and now <= 7.0 + 10 + 5

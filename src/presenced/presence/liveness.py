@@ -12,6 +12,7 @@ message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -66,7 +67,15 @@ _Key = tuple[DeadlineKind, str]
 class SessionRegistry:
     """The sessions this node owns, by id and by resume token, with their deadlines."""
 
-    __slots__ = ("_deadlines", "_jitter", "_last_activity", "_sessions", "_tokens", "policy")
+    __slots__ = (
+        "_deadlines",
+        "_jitter",
+        "_last_activity",
+        "_last_heard",
+        "_sessions",
+        "_tokens",
+        "policy",
+    )
 
     def __init__(self, policy: LivenessPolicy, jitter: Callable[[], float]) -> None:
         """``jitter()`` returns a number in [0, 1): the spread of ping times (pass a seeded
@@ -76,6 +85,7 @@ class SessionRegistry:
         self._sessions: dict[SessionId, Session] = {}
         self._tokens: dict[str, SessionId] = {}
         self._last_activity: dict[SessionId, float] = {}
+        self._last_heard: dict[SessionId, float] = {}  # last frame from the client
         self._deadlines: DeadlineQueue[_Key] = DeadlineQueue()
 
     # --- lookups -------------------------------------------------------------------------
@@ -150,6 +160,7 @@ class SessionRegistry:
         if session is None or session.state is not SessionState.ACTIVE:
             return False
         self._last_activity[session_id] = now
+        self._last_heard[session_id] = now  # proof the transport is alive: no ping due
         if session.auto_away:
             session.auto_away = False
             if self.policy.away_after is not None:
@@ -162,6 +173,7 @@ class SessionRegistry:
     def pong(self, session_id: SessionId) -> None:
         """A pong arrived: the transport is alive."""
         self._deadlines.cancel((DeadlineKind.PONG, session_id))
+
 
     # --- keyed deadlines (AUTH, SLOW by connection id; TYPING by session and room) ----------
 
@@ -203,6 +215,12 @@ class SessionRegistry:
             # those deadlines were cancelled by that transition and must not act.
             return None
         if kind is DeadlineKind.PING:
+            heard = self._last_heard.get(sid)
+            if heard is not None and now - heard < policy.heartbeat_interval:
+                # The client spoke within the interval: its transport is alive, no ping
+                # needed (it halves idle work when clients heartbeat on their own).
+                self._deadlines.schedule((kind, sid), heard + policy.heartbeat_interval)
+                return None
             if (DeadlineKind.PONG, sid) not in self._deadlines:
                 self._deadlines.schedule((DeadlineKind.PONG, sid), now + policy.heartbeat_timeout)
             self._schedule_ping(sid, now, first=False)
@@ -233,6 +251,7 @@ class SessionRegistry:
     def _start_active(self, session: Session, now: float, *, first: bool) -> None:
         sid = session.id
         self._last_activity[sid] = now
+        self._last_heard[sid] = -math.inf  # a ping is due after the first interval
         self._schedule_ping(sid, now, first=first)
         if self.policy.away_after is not None:
             self._deadlines.schedule((DeadlineKind.AWAY, sid), now + self.policy.away_after)
@@ -259,3 +278,4 @@ class SessionRegistry:
         self._sessions.pop(session.id, None)
         self._tokens.pop(session.resume_token, None)
         self._last_activity.pop(session.id, None)
+        self._last_heard.pop(session.id, None)
