@@ -40,6 +40,7 @@ class LeaseKeeper:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.degraded = False
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._ticks = 0
@@ -57,6 +58,10 @@ class LeaseKeeper:
 
     async def stop(self, *, hand_over: bool) -> None:
         """Stop ticking; with ``hand_over`` drop the lease so survivors reap at once."""
+        # The flag as well as the cancel: on Python 3.11 asyncio.wait_for can swallow a
+        # cancellation that lands as its wait completes (a poke at that very moment).
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -70,7 +75,7 @@ class LeaseKeeper:
 
     async def _run(self) -> None:
         interval = self.node.settings.lease_interval
-        while True:
+        while not self._stopping:
             await self.tick()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -178,7 +183,14 @@ def adopt(node: Node, session: Session, now: float) -> None:
 
 
 async def _announce_adopted(node: Node, session: Session) -> None:
+    from presenced.server.messaging import publish_typing
+
+    backplane = node.backplane
     for room in session.rooms:
-        session.marks[room] = await node.backplane.messages.position(room)
+        session.marks[room] = await backplane.messages.position(room)
+        # Its old node cannot end the typing indicator any more: stop it here.
+        users = await backplane.typing.stop(room, session.user)
+        if users is not None:
+            await publish_typing(node, room, users, None)
     await node.save(session)
     await node.publish_device(session, DeviceDropped)

@@ -50,6 +50,7 @@ from presenced.typing import RoomId, UserId
 __all__ = [
     "HANDLERS",
     "clear_typing",
+    "publish_typing",
     "recover",
     "typing_expired",
     "wire_event",
@@ -291,7 +292,7 @@ async def _typing_start(node: Node, conn: Connection, session: Session, msg: Typ
     node.registry.arm(DeadlineKind.TYPING, key, now + node.settings.typing_timeout)
     users = await node.backplane.typing.start(room, session.user)
     if users is not None:
-        await _publish_typing(node, room, users, session.id)
+        await publish_typing(node, room, users, session.id)
 
 
 async def _typing_stop(node: Node, conn: Connection, session: Session, msg: TypingStop) -> None:
@@ -307,7 +308,7 @@ async def clear_typing(node: Node, session: Session, room: RoomId) -> None:
     node.registry.disarm(DeadlineKind.TYPING, key)
     users = await node.backplane.typing.stop(room, session.user)
     if users is not None:
-        await _publish_typing(node, room, users, session.id)
+        await publish_typing(node, room, users, session.id)
 
 
 async def typing_expired(node: Node, key: str) -> None:
@@ -319,10 +320,10 @@ async def typing_expired(node: Node, key: str) -> None:
         return
     users = await node.backplane.typing.stop(RoomId(room), session.user)
     if users is not None:
-        await _publish_typing(node, RoomId(room), users, None)
+        await publish_typing(node, RoomId(room), users, None)
 
 
-async def _publish_typing(
+async def publish_typing(
     node: Node, room: RoomId, users: Iterable[UserId], origin: str | None
 ) -> None:
     event = TypingEvent(room=room, users=list(users))
