@@ -1,0 +1,152 @@
+"""Process plumbing for the suite: /proc readings, free ports, pinned server processes.
+
+Everything measured about a server is read from /proc: resident memory (VmRSS), user and
+system CPU ticks (utime, stime of /proc/PID/stat: all threads, so Node's helper threads
+count too), open descriptors; the busy time of a core comes from /proc/stat. A server is
+started under ``taskset -c CORE`` (taskset execs, so the pid is the server's own) and
+stopped by that pid only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CLK_TCK",
+    "CpuTimes",
+    "ServerProcess",
+    "core_busy_seconds",
+    "cpu_times",
+    "fd_count",
+    "free_port",
+    "rss_kib",
+    "wait_quiet",
+]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTimes:
+    """User and system CPU seconds of a process."""
+
+    user: float
+    system: float
+
+    @property
+    def total(self) -> float:
+        """User + system seconds."""
+        return self.user + self.system
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.user - other.user, self.system - other.system)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of ``pid`` in KiB (VmRSS of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_times(pid: int) -> CpuTimes:
+    """CPU seconds consumed so far by ``pid`` (fields 14 and 15 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return CpuTimes(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)
+
+
+def fd_count(pid: int) -> int:
+    """Open file descriptors of ``pid``."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def core_busy_seconds(core: int) -> float:
+    """Busy (not idle, not iowait) seconds of CPU ``core`` so far, all processes."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            v = [int(x) for x in line.split()[1:]]
+            return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+    raise RuntimeError(f"no cpu{core} in /proc/stat")
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_quiet(cores: tuple[int, ...], timeout: float, busy: float = 0.2) -> float:
+    """Wait (bounded) until every core in ``cores`` is under ``busy`` over 0.5 s.
+
+    The machine may be shared: a run that starts while something else hogs a core is
+    skewed, so each starts on a quiet machine if it can. Returns the time waited.
+    """
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = [core_busy_seconds(c) for c in cores]
+        await asyncio.sleep(0.5)
+        after = [core_busy_seconds(c) for c in cores]
+        if all((a - b) / 0.5 < busy for a, b in zip(after, before, strict=True)):
+            break
+    return time.monotonic() - start
+
+
+class ServerProcess:
+    """A server under test: started pinned to a core, stopped by its own pid."""
+
+    def __init__(self, argv: list[str], port: int, core: int | None, cwd: str, log: Path) -> None:
+        self.port = port
+        self.log = log
+        pinned = ["taskset", "-c", str(core), *argv] if core is not None else argv
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            pinned,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.pid = self.proc.pid
+
+    async def wait_listening(self, timeout: float = 30.0) -> None:
+        """Wait (bounded) until the port accepts TCP connections."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log}")
+            try:
+                _r, w = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"server not listening after {timeout} s") from None
+                await asyncio.sleep(0.05)
+            else:
+                w.close()
+                await w.wait_closed()
+                return
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s; by pid only."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10.0
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if self.proc.poll() is None:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log_file.close()

@@ -1,0 +1,307 @@
+"""Run the benchmark suite: ``python -m bench.run [--quick] [--scenarios ...]``.
+
+Every scenario runs against every chosen server in the same invocation, ``--runs``
+rounds (servers in a rotated order each round), each run on a fresh server process
+pinned to core 0 while the generator (several worker processes, uvloop, picows
+clients, one loopback source address each) runs on core 1. Prints progress, then one
+Markdown table per scenario: median (min - max) per server and presenced / peer ratios;
+``--json FILE`` keeps every per-run figure, the sizes and the versions.
+
+Scenarios (docs/benchmarks.md explains each and quotes the figures):
+
+- ``idle``: 5k / 10k / 19k authenticated, heartbeating connections in rooms of 10:
+  memory per connection, idle CPU, connect rate;
+- ``latency``: one room of 1,000 members, 20 messages/s: delivery latency, losses;
+- ``latency5k``: the same with 5,000 members (not in the default set: joining 5,000
+  members one by one sends 12.5 million member.joined frames before it can start);
+- ``throughput``: 100 rooms of 100: highest deliveries/s with p99 <= 100 ms, no loss;
+- ``presence``: in the 1,000-member room, members leave and join one at a time: time
+  until every other member has seen it;
+- ``detection``: a client that stops reading and one that closes: time until the room
+  sees member.left, against heartbeat interval + timeout (+ grace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen.pool import WorkerPool
+from bench.scenarios.base import PER_WORKER, Ctx, Sizes
+from bench.scenarios.detection import run_detection
+from bench.scenarios.idle import run_idle
+from bench.scenarios.room import run_room
+from bench.scenarios.throughput import run_throughput
+from bench.servers import SERVERS, ensure_node_modules, versions
+from bench.stats import Metric, table
+
+__all__ = ["SCENARIOS", "main", "run_suite", "tables"]
+
+SCENARIOS = ["idle", "latency", "latency5k", "throughput", "presence", "detection"]
+DEFAULT_SCENARIOS = ["idle", "latency", "throughput", "presence", "detection"]
+SERVER_CORE = 0
+GENERATOR_CORE = 1
+
+Runner = Callable[[Ctx, str, str], Awaitable[dict[str, Any]]]
+
+
+def _runners(scenarios: list[str], sizes: Sizes) -> list[tuple[str, Runner]]:
+    """(result key, runner) per measurement; latency and presence share one room."""
+    out: list[tuple[str, Runner]] = []
+    if "idle" in scenarios:
+        out.append(("idle", run_idle))
+    lat, pres = "latency" in scenarios, "presence" in scenarios
+    if lat or pres:
+        members = sizes.room_members[0]
+
+        async def room(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
+            return await run_room(ctx, name, tag, members, lat, pres)
+
+        out.append(("room", room))
+    if "latency5k" in scenarios:
+
+        async def room5k(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
+            return await run_room(ctx, name, tag, 5 * sizes.room_members[0], True, False)
+
+        out.append(("room5k", room5k))
+    if "throughput" in scenarios:
+        out.append(("throughput", run_throughput))
+    if "detection" in scenarios:
+        out.append(("detection", run_detection))
+    return out
+
+
+async def run_suite(
+    scenarios: list[str],
+    servers: list[str],
+    runs: int,
+    sizes: Sizes,
+    workers: int,
+    pin: bool,
+    log_dir: Path,
+    quiet_wait: float = 5.0,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every scenario x round x server; returns per-run results keyed by scenario."""
+    pool = WorkerPool(workers, GENERATOR_CORE if pin else None)
+    await pool.start()
+    ctx = Ctx(
+        sizes=sizes,
+        pool=pool,
+        server_core=SERVER_CORE if pin else None,
+        generator_core=GENERATOR_CORE if pin else None,
+        log_dir=log_dir,
+        quiet_wait=quiet_wait,
+        log=lambda text: print(text, flush=True),
+    )
+    results: dict[str, list[dict[str, Any]]] = {}
+    started = time.monotonic()
+    try:
+        for key, runner in _runners(scenarios, sizes):
+            results[key] = []
+            for rnd in range(runs):
+                shift = rnd % len(servers)
+                for name in servers[shift:] + servers[:shift]:
+                    t0 = time.monotonic()
+                    print(f"[{t0 - started:6.0f} s] {key} round {rnd + 1}: {name}", flush=True)
+                    try:
+                        res = await runner(ctx, name, f"{key}-{rnd + 1}")
+                    except Exception as exc:  # recorded; the other runs go on
+                        res = {"server": name, "error": f"{type(exc).__name__}: {exc}"}
+                        print(f"    {name} FAILED: {res['error']}", flush=True)
+                    res["round"] = rnd + 1
+                    res["seconds"] = time.monotonic() - t0
+                    results[key].append(res)
+    finally:
+        await pool.close()
+    return results
+
+
+def _idle_metrics(sizes: Sizes) -> list[Metric]:
+    out: list[Metric] = []
+    for n in sizes.idle_levels:
+        out.append(Metric(f"kib_per_conn_{n}", f"Memory per connection at {n:,} (KiB)"))
+    for n in sizes.idle_levels:
+        out.append(Metric(f"idle_cpu_pct_{n}", f"Idle CPU at {n:,} (% of a core)", "{:.2f}"))
+    for n in sizes.idle_levels:
+        out.append(Metric(f"connect_rate_{n}", f"Connect rate up to {n:,} (conn/s)", "{:,.0f}"))
+    top = sizes.idle_levels[-1]
+    out += [
+        Metric(f"rss_mib_{top}", f"Server RSS at {top:,} (MiB)"),
+        Metric("rss_base_mib", "Server RSS before connections (MiB)"),
+        Metric(f"hb_acks_s_{top}", f"Heartbeat acks/s at {top:,}", "{:,.0f}"),
+        Metric(f"gen_cpu_pct_{top}", f"Generator CPU at {top:,} (% of a core)", "{:.1f}"),
+        Metric(f"foreign_core0_pct_{top}", f"Other processes on core 0 at {top:,} (%)", "{:.0f}"),
+    ]
+    return out
+
+
+ROOM_LATENCY = [
+    Metric("lat_p50_ms", "Delivery latency p50 (ms)", "{:.2f}"),
+    Metric("lat_p99_ms", "Delivery latency p99 (ms)", "{:.2f}"),
+    Metric("lat_max_ms", "Delivery latency max (ms)", "{:.1f}"),
+    Metric("lat_lost", "Deliveries lost", "{:.0f}"),
+    Metric("lat_deliveries", "Deliveries received", "{:,.0f}"),
+    Metric("lat_cpu_us_per_delivery", "Server CPU per delivery (us)", "{:.2f}"),
+    Metric("lat_server_cpu_pct", "Server CPU (% of core 0)", "{:.0f}"),
+    Metric("lat_gen_cpu_pct", "Generator CPU (% of core 1)", "{:.0f}"),
+    Metric("lat_foreign_core0_pct", "Other processes on core 0 (%)", "{:.0f}"),
+    Metric("lat_foreign_core1_pct", "Other processes on core 1 (%)", "{:.0f}"),
+    Metric("setup_s", "Setup: connect + join all (s)", "{:.1f}"),
+]
+PRESENCE = [
+    Metric("pres_p50_ms", "Time until all others saw it, p50 (ms)", "{:.2f}"),
+    Metric("pres_p99_ms", "Time until all others saw it, p99 (ms)", "{:.2f}"),
+    Metric("pres_max_ms", "Time until all others saw it, max (ms)", "{:.2f}"),
+    Metric("pres_events", "Events timed", "{:.0f}"),
+    Metric("pres_missed", "Events not seen by all within 10 s", "{:.0f}"),
+]
+THROUGHPUT = [
+    Metric("deliveries_s", "Highest deliveries/s with p99 <= 100 ms, no loss", "{:,.0f}"),
+    Metric("user_us_per_delivery", "Server user CPU per delivery (us)", "{:.2f}"),
+    Metric("cpu_us_per_delivery", "Server user+sys CPU per delivery (us)", "{:.2f}"),
+    Metric("capacity_s", "Deliveries per server CPU second (user+sys)", "{:,.0f}"),
+    Metric("p50_ms", "p50 at that rate (ms)", "{:.2f}"),
+    Metric("p99_ms", "p99 at that rate (ms)", "{:.2f}"),
+    Metric("server_cpu_pct", "Server CPU at that rate (% of core 0)", "{:.0f}"),
+    Metric("gen_cpu_pct", "Generator CPU at that rate (% of core 1)", "{:.0f}"),
+    Metric("foreign_core0_pct", "Other processes on core 0 at that rate (%)", "{:.0f}"),
+    Metric("foreign_core1_pct", "Other processes on core 1 at that rate (%)", "{:.0f}"),
+    Metric("fail_target_s", "First failing step (deliveries/s offered)", "{:,.0f}"),
+    Metric("fail_p99_ms", "p99 in the first failing step (ms)", "{:.1f}"),
+    Metric("fail_gen_cpu_pct", "Generator CPU in that step (% of core 1)", "{:.0f}"),
+]
+DETECTION = [
+    Metric("paused_median_s", "Paused client: median (s)", "{:.2f}"),
+    Metric("paused_max_s", "Paused client: max (s)", "{:.2f}"),
+    Metric("closed_median_s", "Closed client: median (s)", "{:.2f}"),
+    Metric("closed_max_s", "Closed client: max (s)", "{:.2f}"),
+    Metric("bound_s", "Configured bound: interval + timeout (+ grace) (s)", "{:g}"),
+    Metric("paused_missed", "Paused clients not seen leaving", "{:.0f}"),
+    Metric("closed_missed", "Closed clients not seen leaving", "{:.0f}"),
+]
+
+
+def tables(results: dict[str, list[dict[str, Any]]], servers: list[str], sizes: Sizes) -> str:
+    """Markdown: one table per measurement that ran."""
+    parts: list[str] = []
+    for key, runs in results.items():
+        if key == "idle":
+            parts.append("### Idle capacity\n\n" + table(runs, servers, _idle_metrics(sizes)))
+        elif key in ("room", "room5k"):
+            members = runs[0].get("members", "?") if runs else "?"
+            if any("lat_p50_ms" in r for r in runs):
+                parts.append(
+                    f"### Fan-out latency, one room of {members} members\n\n"
+                    + table(runs, servers, ROOM_LATENCY)
+                )
+            if any("pres_p50_ms" in r for r in runs):
+                parts.append(
+                    f"### Presence propagation, room of {members}\n\n"
+                    + table(runs, servers, PRESENCE)
+                )
+        elif key == "throughput":
+            parts.append("### Fan-out throughput\n\n" + table(runs, servers, THROUGHPUT))
+        elif key == "detection":
+            parts.append("### Detection\n\n" + table(runs, servers, DETECTION))
+        failed = [r for r in runs if "error" in r]
+        for r in failed:
+            parts.append(f"- {key}, {r['server']}, round {r['round']}: FAILED {r['error']}")
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, pin, run, print the tables (and write the JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds)")
+    parser.add_argument(
+        "--scenarios",
+        type=lambda v: v.split(","),
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated, from {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--servers",
+        type=lambda v: v.split(","),
+        default=list(SERVERS),
+        help=f"comma-separated, from {', '.join(SERVERS)}",
+    )
+    parser.add_argument("--runs", type=int, default=None, help="rounds (default 2; quick 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"generator processes at most (default: {PER_WORKER:,} connections each)",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to cores 0 and 1")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=5.0, help="max s to wait for quiet cores per run"
+    )
+    parser.add_argument("--json", type=Path, help="write every per-run figure here")
+    args = parser.parse_args(argv)
+    bad = set(args.scenarios) - set(SCENARIOS) or set(args.servers) - set(SERVERS)
+    if bad:
+        parser.error(f"unknown: {', '.join(sorted(bad))}")
+    runs = args.runs or (1 if args.quick else 2)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child
+    most = max(
+        max(sizes.idle_levels),
+        sizes.tp_rooms * sizes.tp_members,
+        5 * sizes.room_members[0] if "latency5k" in args.scenarios else 0,
+    )
+    workers = args.workers or math.ceil(most / PER_WORKER)
+    need = math.ceil(most / min(workers, math.ceil(most / PER_WORKER))) + 200
+    if need > hard:
+        parser.error(f"each worker would hold {need} sockets: over the fd limit {hard}")
+    if pin:
+        os.sched_setaffinity(0, {GENERATOR_CORE})
+    if "socketio-node" in args.servers:
+        ensure_node_modules()
+    log_dir = Path(tempfile.mkdtemp(prefix="presenced-bench-"))  # server logs
+
+    import uvloop
+
+    started = time.monotonic()
+    results = uvloop.run(
+        run_suite(args.scenarios, args.servers, runs, sizes, workers, pin, log_dir, args.quiet_wait)
+    )
+    total = time.monotonic() - started
+    vers = versions(args.servers)
+    print(
+        "\nversions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + f"\n{runs} run(s)"
+        f" per server, up to {workers} generator processes, pinned: {pin}; total {total:.0f} s;"
+        f" server logs in {log_dir}\n"
+    )
+    print(tables(results, args.servers, sizes))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "versions": vers,
+            "sizes": asdict(sizes),
+            "runs": runs,
+            "workers": workers,
+            "pinned": pin,
+            "total_s": total,
+            "results": results,
+        }
+        args.json.write_text(json.dumps(doc, indent=1, default=str))
+    if any("error" in r for runs_ in results.values() for r in runs_):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Scenario 1, idle capacity: what holding many quiet, live clients costs one process.
+
+Connections are opened in levels (5,000, then up to 10,000, then up to 19,000 in a full
+run), each authenticated, joined to a room of ``idle_room`` members and heartbeating:
+the server pings every ``live.interval`` s (25 s, the default) and every client sends
+an application heartbeat about as often (each at a random phase, every interval
++-20 %), so the load is spread evenly. At each level, after a short settle:
+
+- resident memory per connection: (VmRSS now - VmRSS of the fresh server) / connections;
+- idle CPU: the server's user+system CPU over ``idle_window`` s, as % of one core;
+- heartbeat acks/s received in that window (a check that heartbeats did flow);
+- connect rate: authenticated connections per second while opening the level
+  (64 handshakes in flight across the generator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.procs import cpu_times, rss_kib
+from bench.scenarios.base import Ctx
+
+__all__ = ["run_idle"]
+
+SETTLE = 2.0
+
+
+async def run_idle(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
+    """One idle-capacity run against server ``name``; figures per level."""
+    s = ctx.sizes
+    pool = ctx.pool
+    out: dict[str, Any] = {"server": name}
+    async with ctx.server(name, s.live, tag, max(s.idle_levels)) as proc:
+        rss0 = rss_kib(proc.pid)
+        out["rss_base_mib"] = rss0 / 1024
+        done = 0
+        connect_s = 0.0
+        for level in s.idle_levels:
+            users = [f"u{i}" for i in range(done, level)]
+            res = await ctx.connect(proc, name, users)
+            connect_s += res["seconds"]
+            out[f"connect_rate_{level}"] = len(users) / res["seconds"]
+            await ctx.join([(i, f"idle{i // s.idle_room}") for i in range(done, level)])
+            await pool.all("heartbeat", interval=s.live.interval)
+            done = level
+            await asyncio.sleep(SETTLE)
+            await pool.all("record", messages=False, presence=False)
+            c0 = cpu_times(proc.pid)
+            g0 = await ctx.gen_cpu()
+            b0 = ctx.busy()
+            t0 = time.monotonic()
+            await asyncio.sleep(s.idle_window)
+            cpu = cpu_times(proc.pid) - c0
+            elapsed = time.monotonic() - t0
+            busy = [b - a for a, b in zip(b0, ctx.busy(), strict=True)]
+            stats = await pool.stats()
+            rss = rss_kib(proc.pid)
+            if stats["open"] != level:
+                raise RuntimeError(f"{level - stats['open']} connections dropped while idle")
+            out[f"kib_per_conn_{level}"] = (rss - rss0) / level
+            out[f"rss_mib_{level}"] = rss / 1024
+            out[f"idle_cpu_pct_{level}"] = cpu.total / elapsed * 100
+            out[f"hb_acks_s_{level}"] = stats["hb_acks"] / elapsed
+            out[f"gen_cpu_pct_{level}"] = (stats["cpu"] - g0) / elapsed * 100
+            out[f"foreign_core0_pct_{level}"] = (busy[0] - cpu.total) / elapsed * 100
+            ctx.log(
+                f"    {name} {level}: {out[f'kib_per_conn_{level}']:.1f} KiB/conn, "
+                f"idle CPU {out[f'idle_cpu_pct_{level}']:.2f} %, "
+                f"{out[f'connect_rate_{level}']:.0f} conn/s"
+            )
+        out["connect_rate"] = done / connect_s
+    return out
