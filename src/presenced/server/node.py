@@ -448,6 +448,12 @@ class Node:
         self.draining = True
         for conn in self.local_connections():
             conn.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
+        # Each socket's close completes a little later (its session then enters grace and
+        # saves): wait for those, bounded, before waiting for the work they start.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while self.connection_count and loop.time() < deadline:
+            await asyncio.sleep(0.005)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         self.stop_timer()
