@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import msgspec
+
 from presenced.typing import RoomId, SessionId, UserId
 
 __all__ = ["ChangeKind", "MemberEntry", "RoomChange", "RoomSnapshot", "Roster", "RosterEntry"]
@@ -37,9 +39,12 @@ class RoomChange:
     meta: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MemberEntry:
-    """One visible member in a snapshot."""
+class MemberEntry(msgspec.Struct, frozen=True):
+    """One visible member in a snapshot.
+
+    A Struct rather than a frozen dataclass: a join reply builds one per member, and a
+    Struct is built about 4x faster (a frozen dataclass sets each field through
+    ``object.__setattr__``)."""
 
     user: UserId
     devices: int

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from presenced.typing import SessionId, UserId
 
 __all__ = [
@@ -38,9 +40,9 @@ def aggregate_status(statuses: Iterable[str]) -> str:
     return best
 
 
-@dataclass(frozen=True, slots=True)
-class UserPresence:
-    """A user's presence as one viewer sees it."""
+class UserPresence(msgspec.Struct, frozen=True):
+    """A user's presence as one viewer sees it (a Struct: built per member of every join
+    reply, so cheap construction matters)."""
 
     user: UserId
     online: bool
@@ -117,6 +119,9 @@ class PresenceBook:
         if entry is None or not entry.sessions:
             last = entry.last_seen if entry else None
             return UserPresence(user, False, OFFLINE, 0, None, last)
+        if len(entry.sessions) == 1:  # the common case, read by every join reply
+            (only,) = entry.sessions.values()
+            return UserPresence(user, True, only.status, 1, only.text, None)
         status = aggregate_status(d.status for d in entry.sessions.values())
         newest = max(
             (d for d in entry.sessions.values() if d.status == status), key=lambda d: d.seq

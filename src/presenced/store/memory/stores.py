@@ -162,7 +162,10 @@ class MemoryRoomStore:
 
     async def snapshot(self, room: RoomId) -> RoomSnapshot:
         snap = self.roster.snapshot(room)
-        members = [replace(m, meta=copy.deepcopy(m.meta)) if m.meta else m for m in snap.members]
+        members = [
+            msgspec.structs.replace(m, meta=copy.deepcopy(m.meta)) if m.meta else m
+            for m in snap.members
+        ]
         return replace(snap, members=members)
 
     async def count(self, room: RoomId) -> tuple[int, int]:
