@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from presenced.protocol.messages import MemberJoined, MemberLeft
+from presenced.server.batching import MembershipBatcher
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 
@@ -98,3 +99,31 @@ async def test_a_large_room_switches_to_summaries(make_server: ServerFactory) ->
     assert count.count == 2  # type: ignore[union-attr]
     for client in (watcher, *clients):
         await client.close()
+
+
+async def test_the_batch_window_grows_with_the_room() -> None:
+    """A big room holds its batch longer (fewer frames per member while it churns); a small
+    one keeps the configured window."""
+    sent: list[tuple[str, bytes, float]] = []
+    loop = asyncio.get_running_loop()
+    batcher = MembershipBatcher(
+        0.02, lambda room, frame: sent.append((room, frame, loop.time())), scale_members=10
+    )
+    assert batcher.window_for(1) == batcher.window_for(10) == 0.02
+    assert batcher.window_for(50) == 0.1
+    assert batcher.window_for(10**6) == 0.02 * batcher.max_scale
+    event = b'{"type":"member.joined","room":"R","version":1,"user":"u"}'
+    for room, members in (("small", 5), ("big", 50)):
+        assert not batcher.hold(room, event, members)  # the first event goes out at once
+        assert batcher.hold(room, event, members)  # the next ones wait for the window
+        assert batcher.hold(room, event, members)
+    start = loop.time()
+    while len(sent) < 4 and loop.time() - start < 2:
+        await asyncio.sleep(0.005)
+    held = {
+        room: at - start for room, frame, at in sent if frame.startswith(b'{"type":"room.batch"')
+    }
+    assert set(held) == {"small", "big"}
+    assert held["small"] < 0.09  # 20 ms window (plus loop lag)
+    assert held["big"] >= 0.09  # 100 ms window
+    batcher.close()

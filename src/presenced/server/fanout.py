@@ -131,7 +131,7 @@ class RoomTable(ChannelTable[RoomId]):
             return
         if batcher is not None:
             if data.startswith(MEMBER_EVENT_PREFIX):
-                if batcher.hold(key, data):
+                if batcher.hold(key, data, len(self._conns.get(key, ()))):
                     return
             else:
                 batcher.flush(key)  # what was held happened before this
