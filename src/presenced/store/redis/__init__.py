@@ -51,7 +51,7 @@ def redis_backplane(
     keys = Keys(prefix=prefix)
     scripts = Scripts(client)
     broker = RedisBroker(url, keys)
-    nodes = RedisNodeStore(client, keys)
+    nodes = RedisNodeStore(client, keys, scripts)
 
     async def close() -> None:
         try:

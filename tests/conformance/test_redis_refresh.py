@@ -1,0 +1,45 @@
+"""The failsafe refresh on Redis / Valkey: every key a live session keeps is pushed back.
+
+A node refreshes some 100,000 keys per 20,000 sessions, in chunked script calls on one
+server and a pipeline on Cluster; more sessions than one chunk holds check the chunking.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from presenced.presence.session import RoomOptions, Session
+from presenced.store.redis.nodes import REFRESH_CHUNK
+from presenced.typing import DeviceId, RoomId, SessionId, UserId
+from tests.conformance.conftest import open_backend
+
+
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
+async def test_refresh_pushes_back_every_key_of_every_session(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    bp = await open_backend(request, backend)
+    try:
+        sessions = []
+        for i in range(REFRESH_CHUNK + 200):  # several chunks of keys
+            s = Session(
+                id=SessionId(f"s{i}"),
+                user=UserId(f"u{i}"),
+                device=DeviceId("d"),
+                resume_token=f"tok-{i}",
+                node="n1",
+            )
+            s.rooms[RoomId(f"r{i % 7}")] = RoomOptions()
+            assert await bp.sessions.put(s)
+            await bp.rooms.add(RoomId(f"r{i % 7}"), s.user, s.id, None, False)
+            sessions.append(s)
+        await bp.nodes.refresh(sessions, 100_000.0)
+        client, keys = bp.nodes._client, bp.nodes._keys  # type: ignore[attr-defined]
+        names = [keys.session(s.id) for s in sessions] + [keys.room_members(RoomId("r3"))]
+        ttls = [await client.ttl(name) for name in names]
+        assert min(ttls) > 90_000, [n for n, t in zip(names, ttls, strict=True) if t <= 90_000]
+        # GT: a shorter refresh never shortens what a longer one set.
+        await bp.nodes.refresh(sessions, 60.0)
+        assert await client.ttl(keys.session(sessions[0].id)) > 90_000
+    finally:
+        await bp.close()
