@@ -132,9 +132,23 @@ async def run_room(
     async with ctx.server(name, ctx.sizes.live, tag, members) as proc:
         t0 = time.monotonic()
         await ctx.connect(proc, name, [f"u{i}" for i in range(members)])
+        await pool.all("record", messages=False, presence=False)
+        t1 = time.monotonic()
         await ctx.join([(i, room) for i in range(members)])
+        out["join_s"] = time.monotonic() - t1
         out["setup_s"] = time.monotonic() - t0
         await wait_cpu_quiet(proc.pid, 30.0)
+        # Forming the room: frames that carried member events, against the naive
+        # M(M-1)/2 (every join sent alone to every member already in).
+        formed = await pool.stats()
+        out["form_frames"] = int(formed["member_frames"])
+        out["form_events"] = int(formed["member_events"])
+        out["form_pct_of_naive"] = out["form_frames"] / (members * (members - 1) / 2) * 100
+        ctx.log(
+            f"    {name} formed {members} in {out['join_s']:.1f} s: {out['form_frames']:,} "
+            f"member frames ({out['form_pct_of_naive']:.2f} % of naive), "
+            f"{out['form_events']:,} member events"
+        )
         if latency:
             lat = await _latency(ctx, proc.pid, members, room)
             out |= {f"lat_{k}": v for k, v in lat.items()}
