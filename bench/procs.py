@@ -24,9 +24,11 @@ __all__ = [
     "ServerProcess",
     "core_busy_seconds",
     "cpu_times",
+    "descendants",
     "fd_count",
     "free_port",
     "rss_kib",
+    "start_ticks",
     "wait_quiet",
 ]
 
@@ -62,6 +64,37 @@ def cpu_times(pid: int) -> CpuTimes:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return CpuTimes(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)
+
+
+def start_ticks(pid: int) -> int:
+    """When ``pid`` started (field 22 of /proc/PID/stat, clock ticks since boot).
+
+    With the pid it names one process for good: a pid reused later has another start.
+    """
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living process below ``pid`` (children, their children, ...), by /proc scan."""
+    parent_of: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        parent_of[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    out: list[int] = []
+    frontier = {pid}
+    for _ in range(64):  # a process tree is shallow; the bound only guards the loop
+        nxt = {child for child, parent in parent_of.items() if parent in frontier}
+        if not nxt:
+            break
+        out += nxt
+        frontier = nxt
+    return sorted(out)
 
 
 def fd_count(pid: int) -> int:
@@ -139,11 +172,11 @@ class ServerProcess:
         """Whether the process is still running."""
         return self.proc.poll() is None
 
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s; by pid only."""
+    async def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` s; by pid only."""
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10.0
+            deadline = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             if self.proc.poll() is None:

@@ -18,7 +18,10 @@ Scenarios (docs/benchmarks.md explains each and quotes the figures):
 - ``presence``: in the 1,000-member room, members leave and join one at a time: time
   until every other member has seen it;
 - ``detection``: a client that stops reading and one that closes: time until the room
-  sees member.left, against heartbeat interval + timeout (+ grace).
+  sees member.left, against heartbeat interval + timeout (+ grace);
+- ``capacity`` (not in the default set, presenced only, not pinned): 100,000
+  connections on ``presenced serve --workers 6`` over a fresh Valkey, the generator
+  spread over 10 processes; ``--cap-total`` / ``--cap-workers`` change the size.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from bench.loadgen.pool import WorkerPool
 from bench.scenarios.base import PER_WORKER, Ctx, Sizes
+from bench.scenarios.capacity import capacity_metrics, run_capacity
 from bench.scenarios.detection import run_detection
 from bench.scenarios.idle import run_idle
 from bench.scenarios.room import run_room
@@ -47,7 +51,8 @@ from bench.stats import Metric, table
 
 __all__ = ["SCENARIOS", "main", "run_suite", "tables"]
 
-SCENARIOS = ["idle", "latency", "latency5k", "throughput", "presence", "detection"]
+SCENARIOS = ["idle", "latency", "latency5k", "throughput", "presence", "detection", "capacity"]
+ONLY_PRESENCED = {"capacity"}  # scenarios the peers take no part in
 DEFAULT_SCENARIOS = ["idle", "latency", "throughput", "presence", "detection"]
 SERVER_CORE = 0
 GENERATOR_CORE = 1
@@ -78,6 +83,8 @@ def _runners(scenarios: list[str], sizes: Sizes) -> list[tuple[str, Runner]]:
         out.append(("throughput", run_throughput))
     if "detection" in scenarios:
         out.append(("detection", run_detection))
+    if "capacity" in scenarios:
+        out.append(("capacity", run_capacity))
     return out
 
 
@@ -111,6 +118,8 @@ async def run_suite(
             for rnd in range(runs):
                 shift = rnd % len(servers)
                 for name in servers[shift:] + servers[:shift]:
+                    if key in ONLY_PRESENCED and name != "presenced":
+                        continue
                     t0 = time.monotonic()
                     print(f"[{t0 - started:6.0f} s] {key} round {rnd + 1}: {name}", flush=True)
                     try:
@@ -213,6 +222,12 @@ def tables(results: dict[str, list[dict[str, Any]]], servers: list[str], sizes: 
             parts.append("### Fan-out throughput\n\n" + table(runs, servers, THROUGHPUT))
         elif key == "detection":
             parts.append("### Detection\n\n" + table(runs, servers, DETECTION))
+        elif key == "capacity":
+            workers = runs[0].get("cap_workers", "?") if runs else "?"
+            parts.append(
+                f"### Capacity, `serve --workers {workers}` on Valkey (not pinned)\n\n"
+                + table(runs, ["presenced"], capacity_metrics(sizes))
+            )
         failed = [r for r in runs if "error" in r]
         for r in failed:
             parts.append(f"- {key}, {r['server']}, round {r['round']}: FAILED {r['error']}")
@@ -247,25 +262,42 @@ def main(argv: list[str] | None = None) -> None:
         "--quiet-wait", type=float, default=5.0, help="max s to wait for quiet cores per run"
     )
     parser.add_argument("--json", type=Path, help="write every per-run figure here")
+    parser.add_argument("--cap-total", type=int, help="capacity: connections in all")
+    parser.add_argument("--cap-workers", type=int, help="capacity: server worker processes")
     args = parser.parse_args(argv)
     bad = set(args.scenarios) - set(SCENARIOS) or set(args.servers) - set(SERVERS)
     if bad:
         parser.error(f"unknown: {', '.join(sorted(bad))}")
+    if set(args.scenarios) & ONLY_PRESENCED and "presenced" not in args.servers:
+        parser.error("capacity measures presenced only: add it to --servers")
     runs = args.runs or (1 if args.quick else 2)
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.cap_total or args.cap_workers:
+        sizes = replace(
+            sizes,
+            cap_total=args.cap_total or sizes.cap_total,
+            cap_workers=args.cap_workers or sizes.cap_workers,
+        )
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child
+    capacity = "capacity" in args.scenarios
     most = max(
         max(sizes.idle_levels),
         sizes.tp_rooms * sizes.tp_members,
         5 * sizes.room_members[0] if "latency5k" in args.scenarios else 0,
+        sizes.cap_total if capacity else 0,
     )
-    workers = args.workers or math.ceil(most / PER_WORKER)
-    need = math.ceil(most / min(workers, math.ceil(most / PER_WORKER))) + 200
+    gens = max(math.ceil(most / PER_WORKER), sizes.cap_generators if capacity else 0)
+    workers = args.workers or gens
+    need = math.ceil(most / min(workers, gens)) + 200
     if need > hard:
         parser.error(f"each worker would hold {need} sockets: over the fd limit {hard}")
+    # The kernel's SO_REUSEPORT spread is a hash, not exact: leave each server worker 5 %.
+    per_server = math.ceil(sizes.cap_total / sizes.cap_workers * 1.05) + 200
+    if capacity and per_server > hard:
+        parser.error(f"each server worker may hold {per_server} sockets: raise --cap-workers")
     if pin:
         os.sched_setaffinity(0, {GENERATOR_CORE})
     if "socketio-node" in args.servers:
@@ -282,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     vers = versions(args.servers)
     print(
         "\nversions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + f"\n{runs} run(s)"
-        f" per server, up to {workers} generator processes, pinned: {pin}; total {total:.0f} s;"
+        f" per server, up to {workers} generator processes, pinned: {pin}"
+        f"{' (capacity: not pinned)' if 'capacity' in args.scenarios else ''}; total {total:.0f} s;"
         f" server logs in {log_dir}\n"
     )
     print(tables(results, args.servers, sizes))

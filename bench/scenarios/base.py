@@ -51,6 +51,18 @@ class Sizes:
     # 5. detection: observers, subjects of each kind
     det_observers: int = 20
     det_each: int = 4
+    # 6. capacity (not in the default set): connections in all, server worker processes,
+    # room size, CPU window (s), levels as fractions of the total, connections per
+    # generator process (the pool's PER_WORKER in a full run)
+    cap_total: int = 100_000
+    cap_workers: int = 6
+    cap_room: int = 10
+    # 28 s: two rounds of each worker's session-expiry refresh on the store (every
+    # session_ttl / 4 rounded to lease ticks: 14 s with presenced's defaults), a burst
+    # that a shorter window catches or misses by its phase
+    cap_window: float = 28.0
+    cap_fractions: tuple[float, ...] = (0.2, 0.5, 1.0)
+    cap_per_generator: int = PER_WORKER
     body: int = 60  # characters of each message body (with its send time)
     live: Liveness = field(default_factory=lambda: Liveness(25.0, 10.0, 15.0))
     det_live: Liveness = field(default_factory=lambda: Liveness(5.0, 3.0, 2.0))
@@ -74,7 +86,22 @@ class Sizes:
             det_observers=5,
             det_each=1,
             det_live=Liveness(1.0, 1.0, 0.5),
+            cap_total=600,
+            cap_workers=2,
+            cap_window=2.0,
+            cap_per_generator=300,  # 2 generator processes: the spread is exercised too
         )
+
+    @property
+    def cap_levels(self) -> tuple[int, ...]:
+        """Capacity levels (cumulative connection counts), the last one ``cap_total``."""
+        levels = {max(1, round(self.cap_total * f)) for f in self.cap_fractions if 0 < f < 1}
+        return (*sorted(n for n in levels if n < self.cap_total), self.cap_total)
+
+    @property
+    def cap_generators(self) -> int:
+        """Generator processes the capacity scenario spreads its connections over."""
+        return math.ceil(self.cap_total / self.cap_per_generator)
 
 
 async def poll(

@@ -94,3 +94,59 @@ def test_quick_bench_run_produces_sane_figures(tmp_path: Path) -> None:
     grace = sizes["det_live"]["grace"]
     assert det["presenced"]["closed_median_s"] >= grace * 0.9
     assert all(not math.isnan(v) for v in det["presenced"]["paused_times_s"])
+
+
+def test_quick_capacity_run_produces_sane_figures(tmp_path: Path) -> None:
+    """``--scenarios capacity`` at smoke size: 2 server workers on a fresh Valkey."""
+    out = tmp_path / "capacity.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--scenarios",
+            "capacity",
+            "--servers",
+            "presenced",
+            "--quiet-wait",
+            "0",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "| Metric | presenced |" in proc.stdout
+    doc = json.loads(out.read_text())
+    sizes = doc["sizes"]
+    (r,) = doc["results"]["capacity"]
+    assert "error" not in r, r
+    workers = sizes["cap_workers"]
+    assert r["pinned"] is False
+    assert r["cap_workers"] == workers
+    # The generator is spread over ceil(total / per generator) processes (2 here).
+    assert r["cap_generators"] == math.ceil(sizes["cap_total"] / sizes["cap_per_generator"]) > 1
+    # Supervisor, its workers and the spawn start method's resource tracker.
+    assert r["cap_server_processes"] >= workers + 1
+    levels = r["cap_levels"]
+    assert levels[-1] == sizes["cap_total"] and levels == sorted(levels)
+    for n in levels:
+        assert r[f"cap_open_{n}"] == n
+        # Every worker answered /health; together they hold every connection.
+        assert r[f"cap_health_answered_{n}"] == workers
+        assert sum(r[f"cap_worker_conns_{n}"]) == n
+        assert r[f"cap_worker_conns_min_{n}"] <= r[f"cap_worker_conns_max_{n}"]
+        assert r[f"cap_rss_mib_{n}"] > r["cap_rss_base_mib"] > 0
+        assert r[f"cap_valkey_rss_mib_{n}"] > 0
+        assert 0 <= r[f"cap_cpu_pct_{n}"] <= 100 * (workers + 1)
+        assert 0 <= r[f"cap_valkey_cpu_pct_{n}"] <= 100
+        assert r[f"cap_connect_rate_{n}"] > 0
+        assert r[f"cap_valkey_clients_{n}"] >= workers
+    top = levels[-1]
+    assert 0 < r[f"cap_kib_per_conn_{top}"] < 1024
+    assert r[f"cap_hb_acks_s_{top}"] > 0
+    assert r["cap_valkey_rejected"] == 0
