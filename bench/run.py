@@ -166,6 +166,9 @@ ROOM_LATENCY = [
     Metric("lat_foreign_core0_pct", "Other processes on core 0 (%)", "{:.0f}"),
     Metric("lat_foreign_core1_pct", "Other processes on core 1 (%)", "{:.0f}"),
     Metric("setup_s", "Setup: connect + join all (s)", "{:.1f}"),
+    Metric("join_s", "Forming the room: all joins (s)", "{:.1f}"),
+    Metric("form_frames", "Forming the room: member frames received", "{:,.0f}"),
+    Metric("form_pct_of_naive", "Forming the room: frames as % of naive M(M-1)/2", "{:.2f}"),
 ]
 PRESENCE = [
     Metric("pres_p50_ms", "Time until all others saw it, p50 (ms)", "{:.2f}"),
