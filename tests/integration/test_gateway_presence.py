@@ -13,6 +13,7 @@ from presenced.protocol.messages import (
     RoomMetaUpdated,
     StatusUpdated,
 )
+from presenced.testing import ProtocolClient
 from tests.conftest import Connect, ServerFactory
 
 
@@ -135,3 +136,28 @@ async def test_limits_on_rooms_and_subscriptions(make_server: ServerFactory) -> 
     assert isinstance(refused, Error) and refused.code == "TOO_MANY_SUBSCRIPTIONS"
     assert refused.field == "users"
     await client.close()
+
+
+async def test_idle_goes_away_and_a_heartbeat_brings_it_back(make_server: ServerFactory) -> None:
+    """Heartbeats are answered on a fast path; one that ends an auto-away must still set the
+    status back, and the room must see it."""
+    running = await make_server(away_after=0.3)
+    carol = await ProtocolClient.connect(running.url + "?user=carol&device=w")
+    alice = await ProtocolClient.connect(running.url + "?user=alice&device=p")
+    for client in (carol, alice):
+        await client.wait_for("welcome")
+        await client.request({"type": "room.join", "room": "r"})
+    away = await carol.wait_for(
+        lambda m: isinstance(m, MemberUpdated) and m.user == "alice" and m.status == "away",
+        timeout=5,
+    )
+    assert isinstance(away, MemberUpdated)
+    ack = await alice.request({"type": "heartbeat", "ref": "hb"})
+    assert type(ack).__name__ == "HeartbeatAck"
+    back = await carol.wait_for(
+        lambda m: isinstance(m, MemberUpdated) and m.user == "alice" and m.status == "online",
+        timeout=5,
+    )
+    assert isinstance(back, MemberUpdated) and back.version > away.version
+    await carol.close()
+    await alice.close()

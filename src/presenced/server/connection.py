@@ -15,10 +15,17 @@ from typing import TYPE_CHECKING
 
 from presenced.errors import ProtocolError
 from presenced.presence.ratelimit import TokenBucket
-from presenced.presence.session import Session
+from presenced.presence.session import Session, SessionState
 from presenced.protocol.codec import decode_client, encode
 from presenced.protocol.codes import ErrorCode
-from presenced.protocol.messages import Auth, ClientMessage, Error, ServerMessage
+from presenced.protocol.messages import (
+    Auth,
+    ClientMessage,
+    Error,
+    Heartbeat,
+    HeartbeatAck,
+    ServerMessage,
+)
 from presenced.server.transport import ConnectRequest, Transport
 
 if TYPE_CHECKING:
@@ -136,6 +143,19 @@ class Connection:
                     ref=message.ref,
                 )
             )
+            return
+        session = self.session
+        if (
+            type(message) is Heartbeat
+            and session is not None
+            and session.state is SessionState.ACTIVE
+            and not session.auto_away
+        ):
+            # The commonest request of an idle node, answered inline: no coroutine, no task
+            # (a networked store runs every other request in a task), no store access.
+            # A heartbeat that lifts an auto-away takes the full path, which sets the status.
+            node.registry.activity(session.id, now)
+            self.send(HeartbeatAck(time=node.clock.wall(), ref=message.ref))
             return
         self.start(message)
 
