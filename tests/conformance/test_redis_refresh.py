@@ -6,9 +6,12 @@ server and a pipeline on Cluster; more sessions than one chunk holds check the c
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from presenced.presence.session import RoomOptions, Session
+from presenced.store.redis.connect import POOL_SIZE, make_client
 from presenced.store.redis.nodes import REFRESH_CHUNK
 from presenced.typing import DeviceId, RoomId, SessionId, UserId
 from tests.conformance.conftest import open_backend
@@ -43,3 +46,21 @@ async def test_refresh_pushes_back_every_key_of_every_session(
         assert await client.ttl(keys.session(sessions[0].id)) > 90_000
     finally:
         await bp.close()
+
+
+async def test_a_burst_beyond_the_pool_queues_instead_of_failing(
+    request: pytest.FixtureRequest,
+) -> None:
+    """More concurrent commands than the client has connections wait for one (a node in a
+    connect storm); redis-py's default pool failed the 101st with "Too many connections"."""
+    url = request.getfixturevalue("valkey").url
+    client = make_client(url)
+    try:
+        burst = 4 * POOL_SIZE
+        results = await asyncio.gather(
+            *(client.eval("return ARGV[1]", 0, i) for i in range(burst))
+        )
+        assert [int(r) for r in results] == list(range(burst))
+        assert len(client.connection_pool._in_use_connections) == 0
+    finally:
+        await client.aclose()

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["is_cluster_url", "make_client"]
+__all__ = ["POOL_SIZE", "POOL_WAIT", "is_cluster_url", "make_client"]
+
+# Connections one standalone client may hold, and how long a command waits for one when all
+# are busy. redis-py's default pool refuses the 101st concurrent command outright ("Too many
+# connections"); a node under a connect storm has hundreds of requests awaiting the store at
+# once, and they must queue for a connection, not fail.
+POOL_SIZE = 128
+POOL_WAIT = 10.0
 
 
 def is_cluster_url(url: str) -> bool:
@@ -40,4 +47,8 @@ def make_client(url: str, **kwargs: Any) -> Any:
             username=parts.username,
             **kwargs,
         )
-    return Redis.from_url(url, **kwargs)
+    from redis.asyncio import BlockingConnectionPool
+
+    kwargs.setdefault("max_connections", POOL_SIZE)
+    kwargs.setdefault("timeout", POOL_WAIT)  # how long to wait for a free connection
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, **kwargs))
