@@ -189,7 +189,10 @@ class Ctx:
         """Join clients to rooms; raise if any join failed."""
         res = await self.pool.join(pairs, timeout=60.0)
         if res["failed"]:
-            raise RuntimeError(f"{res['failed']} joins failed: {res['errors']}")
+            codes = (await self.pool.stats())["close_codes"]
+            raise RuntimeError(
+                f"{res['failed']} joins failed: {res['errors']}; close codes seen: {codes}"
+            )
         return res
 
     def busy(self) -> tuple[float, float]:
