@@ -44,20 +44,25 @@ def redis_backplane(
     """A backplane on the server (or Cluster, ``redis+cluster://...``) at ``url``.
 
     Keys are under ``prefix`` (one deployment per prefix). The stores share one client (and
-    its scripts); the broker has its own connections. No connection is made until the first
-    command; ``Backplane.close()`` closes them all.
+    its scripts); node leases and the broker have their own connections. No connection is
+    made until the first command; ``Backplane.close()`` closes them all.
     """
     client = make_client(url)
     keys = Keys(prefix=prefix)
     scripts = Scripts(client)
     broker = RedisBroker(url, keys)
-    nodes = RedisNodeStore(client, keys, scripts)
+    # Leases on a client of their own: under a connect storm hundreds of requests queue for
+    # the shared pool, and a lease renewal stuck behind them could lapse and get a live node
+    # reaped by its peers.
+    node_client = make_client(url, **({} if is_cluster_url(url) else {"max_connections": 8}))
+    nodes = RedisNodeStore(node_client, keys, Scripts(node_client))
 
     async def close() -> None:
         try:
             await nodes.close()
             await broker.close()
         finally:
+            await node_client.aclose()
             await client.aclose()
 
     return Backplane(

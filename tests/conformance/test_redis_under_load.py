@@ -1,4 +1,4 @@
-"""The failsafe refresh on Redis / Valkey: every key a live session keeps is pushed back.
+"""Redis / Valkey under load: the failsafe refresh of many keys, bursts past the pool, leases.
 
 A node refreshes some 100,000 keys per 20,000 sessions, in chunked script calls on one
 server and a pipeline on Cluster; more sessions than one chunk holds check the chunking.
@@ -64,3 +64,26 @@ async def test_a_burst_beyond_the_pool_queues_instead_of_failing(
         assert len(client.connection_pool._in_use_connections) == 0
     finally:
         await client.aclose()
+
+
+async def test_a_lease_renews_while_every_store_connection_is_busy(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Requests that hold every connection of the shared pool (a connect storm) must not
+    hold up the lease: a renewal stuck behind them could lapse and get a live node reaped."""
+    bp = await open_backend(request, "redis")
+    try:
+        client = bp.sessions._client  # type: ignore[attr-defined]
+        busy = [
+            asyncio.create_task(client.blpop([f"nothing-{i}"], timeout=3))
+            for i in range(POOL_SIZE)
+        ]
+        while len(client.connection_pool._in_use_connections) < POOL_SIZE:
+            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert await bp.nodes.renew("n1", 5.0) is False
+        assert loop.time() - start < 1.0  # not queued behind the 3 s of blocked commands
+        await asyncio.gather(*busy)
+    finally:
+        await bp.close()
