@@ -12,11 +12,9 @@ the peers have no multi-process mode to compare with. Not in the default set
 
 **Not pinned.** Unlike the other scenarios, nothing is pinned to a core: the server
 workers, Valkey and the generator all float over both cores (the generator processes'
-and the controller's affinity is widened for the run and restored after). The server
-side grows by about 2.5 % of a core per 1,000 idle connections in this mode (6,000
-connections on 6 workers: 15 %; most of it each worker's periodic refresh of its
-sessions' expiry on Valkey), so at 100,000 it needs more than one core: pinned to one it
-would saturate it, and spreading over the cores is what ``--workers`` is for. So the CPU
+and the controller's affinity is widened for the run and restored after): the
+connect phase of 100,000 clients needs more than one core for the workers, Valkey and the
+generator together, and spreading over the cores is what ``--workers`` is for. So the CPU
 figures are CPU time (user + system, summed over processes) as % of one core, and
 "other processes" is the busy time of every core minus everything this run started.
 
