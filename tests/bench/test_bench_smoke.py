@@ -27,30 +27,25 @@ def _by_server(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_quick_bench_run_produces_sane_figures(tmp_path: Path) -> None:
+def _quick_run(
+    tmp_path: Path, args: list[str], timeout: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m bench.run --quick ARGS``; the finished run's output and its JSON."""
     out = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "bench.run", "--quick", *args]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "--quick",
-            "--servers",
-            ",".join(SERVERS),
-            "--workers",
-            "2",
-            "--quiet-wait",
-            "0",
-            "--json",
-            str(out),
-        ],
+        [*argv, "--quiet-wait", "0", "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    doc = json.loads(out.read_text())
+    return proc, json.loads(out.read_text())
+
+
+def test_quick_bench_run_produces_sane_figures(tmp_path: Path) -> None:
+    proc, doc = _quick_run(tmp_path, ["--servers", ",".join(SERVERS), "--workers", "2"], 600)
     sizes = doc["sizes"]
     results = doc["results"]
     assert sorted(results) == ["detection", "idle", "room", "throughput"]
@@ -98,30 +93,8 @@ def test_quick_bench_run_produces_sane_figures(tmp_path: Path) -> None:
 
 def test_quick_capacity_run_produces_sane_figures(tmp_path: Path) -> None:
     """``--scenarios capacity`` at smoke size: 2 server workers on a fresh Valkey."""
-    out = tmp_path / "capacity.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "--quick",
-            "--scenarios",
-            "capacity",
-            "--servers",
-            "presenced",
-            "--quiet-wait",
-            "0",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    proc, doc = _quick_run(tmp_path, ["--scenarios", "capacity", "--servers", "presenced"], 300)
     assert "| Metric | presenced |" in proc.stdout
-    doc = json.loads(out.read_text())
     sizes = doc["sizes"]
     (r,) = doc["results"]["capacity"]
     assert "error" not in r, r
