@@ -808,6 +808,15 @@ async def test_chaos_leaves_no_ghosts_and_loses_no_message(chaos: Chaos) -> None
     assert not failures, report
 
 
+def _wait_gone(client: Any, key: str, timeout: float) -> None:
+    """Poll (bounded) until ``key`` has expired."""
+    deadline = time.monotonic() + timeout
+    while client.exists(key):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{key} did not expire within {timeout:g} s")
+        time.sleep(0.005)  # poll pacing, bounded by the deadline
+
+
 def test_drain_exits_while_other_leases_expire(valkey: ValkeyProcess) -> None:
     """SIGTERM during lease churn (the chaos run above once hung here): a node draining
     while other nodes' leases expire, each expiry waking its lease keeper, still exits.
@@ -828,7 +837,8 @@ def test_drain_exits_while_other_leases_expire(valkey: ValkeyProcess) -> None:
                 for i in range(3000):
                     pipe.set(keys.node_lease(f"gone{attempt}-{i}"), b"1", px=1 + i // 2)
                 pipe.execute()
-                time.sleep(0.5)  # the scenario: SIGTERM in the middle of the expiries
+                # The scenario: SIGTERM in the middle of the expiries (a third of them gone).
+                _wait_gone(client, keys.node_lease(f"gone{attempt}-1000"), timeout=10)
                 try:
                     code = node.terminate(DRAIN_TIMEOUT / 2)
                 except subprocess.TimeoutExpired:

@@ -178,7 +178,8 @@ async def main():
     await c.wait_for("welcome", timeout=10)
     await c.request({"type": "room.join", "room": "r"})
     print("ready", flush=True)
-    await asyncio.sleep(120)  # idles until paused and killed by the test
+    # Idle (answering pings) until the test pauses it, or closes its stdin.
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 asyncio.run(main())
 """
 
@@ -191,6 +192,7 @@ async def test_paused_client_process_is_detected_and_removed(
     await bob.request({"type": "room.join", "room": "r"})
     proc = subprocess.Popen(
         [sys.executable, "-c", CLIENT, f"{n1.url}?user=zed&device=phone"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     try:
@@ -208,8 +210,9 @@ async def test_paused_client_process_is_detected_and_removed(
     finally:
         proc.kill()
         proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 async def _wait(seconds: float) -> None:
