@@ -48,7 +48,7 @@ from nats.errors import Error as NatsError
 from nats.errors import UnexpectedEOF
 
 from presenced.store.base import MessageHandler
-from presenced.store.redis.broker import decode_frame, encode_frame
+from presenced.store.redis.broker import deliver_frame, encode_frame
 
 __all__ = ["NatsBroker", "escape_channel", "unescape_channel"]
 
@@ -282,18 +282,7 @@ class NatsBroker:
         return receive
 
     def _deliver(self, channel: str, frame: bytes) -> None:
-        handler = self._handlers.get(channel)
-        if handler is None:
-            return  # unsubscribed while the message was on its way
-        try:
-            payload, origin = decode_frame(frame)
-        except ValueError:
-            log.warning("nats: dropped a message on %r that is not a presenced frame", channel)
-            return
-        try:
-            handler(payload, origin)
-        except Exception:
-            log.exception("nats: the handler of %r failed", channel)
+        deliver_frame(self._handlers.get(channel), channel, frame, log, "nats")
 
     @contextlib.asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:

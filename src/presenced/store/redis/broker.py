@@ -31,7 +31,7 @@ import logging
 import random
 import struct
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.crc import key_slot
@@ -43,7 +43,7 @@ from presenced.store.base import MessageHandler
 from presenced.store.redis.connect import is_cluster_url, make_client
 from presenced.store.redis.keys import Keys
 
-__all__ = ["RedisBroker", "decode_frame", "encode_frame"]
+__all__ = ["RedisBroker", "decode_frame", "deliver_frame", "encode_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,29 @@ def decode_frame(frame: bytes) -> tuple[bytes, str | None]:
     if len(frame) < end:
         raise ValueError("frame shorter than its origin")
     return frame[end:], frame[_HEADER.size : end].decode()
+
+
+def deliver_frame(
+    handler: Callable[[bytes, str | None], None] | None,
+    channel: object,
+    frame: bytes,
+    logger: logging.Logger,
+    via: str,
+) -> None:
+    """Unframe ``frame`` and hand it to the channel's ``handler`` (None: unsubscribed while
+    the message was on its way). A foreign message or a failing handler is logged on the
+    broker's ``logger`` (``via`` names the transport), never raised into its reader."""
+    if handler is None:
+        return
+    try:
+        payload, origin = decode_frame(frame)
+    except ValueError:
+        logger.warning("%s: dropped a message on %r that is not a presenced frame", via, channel)
+        return
+    try:
+        handler(payload, origin)
+    except Exception:
+        logger.exception("%s: the handler of %r failed", via, channel)
 
 
 class _Link:
@@ -377,18 +400,7 @@ class RedisBroker:
             await conn.send_command(self._sub, *chunk, check_health=False)
 
     def _deliver(self, channel: bytes, frame: bytes) -> None:
-        handler = self._handlers.get(channel)
-        if handler is None:
-            return  # unsubscribed while the message was on its way
-        try:
-            payload, origin = decode_frame(frame)
-        except ValueError:
-            log.warning("pub/sub: dropped a message on %r that is not a presenced frame", channel)
-            return
-        try:
-            handler(payload, origin)
-        except Exception:
-            log.exception("pub/sub: the handler of %r failed", channel)
+        deliver_frame(self._handlers.get(channel), channel, frame, log, "pub/sub")
 
     def _command_failed(self, link: _Link, exc: ResponseError) -> None:
         log.warning("pub/sub %s: command refused: %s", link.name, exc)
