@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,7 +40,7 @@ from presenced.store.redis.keys import Keys
 from presenced.testing import ProtocolClient
 from tests.multinode.conftest import NODE_SETTINGS, Dial
 from tests.support.nodes import PresencedNode
-from tests.support.valkey import ValkeyCluster, ValkeyProcess, free_port
+from tests.support.valkey import ValkeyCluster
 
 __all__: list[str] = []
 
@@ -56,28 +55,9 @@ LEAVE_BOUND = LEASE + LEASE_INTERVAL + GRACE + MARGIN
 # --- fixtures ------------------------------------------------------------------------------
 
 
-class _Cluster(ValkeyCluster):
-    """A ValkeyCluster whose nodes' bus ports (port + 10000) are free as well."""
-
-    def __init__(self) -> None:  # not super().__init__(): it picks ports without that check
-        self.nodes = [ValkeyProcess(_cluster_port(), cluster=True) for _ in self.SLOTS]
-
-
-def _cluster_port() -> int:
-    for _ in range(200):
-        port = free_port(below=55536)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a Valkey Cluster node")
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ValkeyCluster]:
-    server = _Cluster()
+    server = ValkeyCluster()  # its nodes' bus ports (port + 10000) are checked free too
     try:
         server.start()
         yield server

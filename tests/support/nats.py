@@ -13,12 +13,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.process import ServerProcess
 from tests.support.valkey import free_port
 
 __all__ = ["NatsProcess", "nats_server_binary"]
@@ -35,14 +35,13 @@ def nats_server_binary() -> str:
     return found
 
 
-class NatsProcess:
+class NatsProcess(ServerProcess):
     """One nats-server on 127.0.0.1 (core NATS, no JetStream)."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.monitor_port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="presenced-nats-"))
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__("presenced-nats-")
 
     @property
     def url(self) -> str:
@@ -93,30 +92,8 @@ class NatsProcess:
             s for c in self.connz().get("connections", []) for s in c.get("subscriptions_list", [])
         ]
 
-    def stop(self) -> None:
-        """Terminate and wait (bounded); kill if it does not go."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes without a goodbye."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
     def restart(self) -> None:
         """Stop and start again on the same ports (core NATS keeps nothing across)."""
         self.stop()
         self.start()
 
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)

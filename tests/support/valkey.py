@@ -8,14 +8,13 @@ its own handle.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import redis
+
+from tests.support.process import ServerProcess
 
 __all__ = ["ValkeyCluster", "ValkeyProcess", "cluster_port", "free_port", "valkey_binary"]
 
@@ -50,14 +49,13 @@ def cluster_port() -> int:
     raise RuntimeError("no free port pair for a Valkey Cluster node")
 
 
-class ValkeyProcess:
+class ValkeyProcess(ServerProcess):
     """One valkey-server on 127.0.0.1."""
 
     def __init__(self, port: int | None = None, *, cluster: bool = False) -> None:
         self.port = port or (cluster_port() if cluster else free_port())
         self.cluster = cluster
-        self.dir = Path(tempfile.mkdtemp(prefix="presenced-valkey-"))
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__("presenced-valkey-")
 
     @property
     def url(self) -> str:
@@ -105,33 +103,10 @@ class ValkeyProcess:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port)
 
-    def stop(self) -> None:
-        """Terminate and wait (bounded); kill if it does not go."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes without a goodbye."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
     def restart_empty(self) -> None:
         """Stop and start again on the same port with no data (no persistence)."""
         self.stop()
         self.start()
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class ValkeyCluster:
