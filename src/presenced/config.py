@@ -208,6 +208,16 @@ class Settings:
             **_DURATION_GT0,
         ),
     )
+    order_hold: float = field(
+        default=1.0,
+        metadata=_spec(
+            "duration",
+            "with a networked store, how long a node holds a room event that arrived ahead of "
+            "its number before it fills the missing messages from history (or gives up on a "
+            "missing member version): order is kept either way",
+            **_DURATION_GT0,
+        ),
+    )
     room_summary_above: int | None = field(
         default=None,
         metadata=_spec(

@@ -173,6 +173,8 @@ class LeaseKeeper:
                 )
             count += 1
         log.info("re-asserted %d sessions of node %s", count, node.node_id)
+        # Streams may have moved on (or started over) while the store was away.
+        node.resync_rooms()
 
 
 def adopt(node: Node, session: Session, now: float) -> None:

@@ -17,6 +17,7 @@ from presenced.server.batching import (
     MembershipBatcher,
     SummaryThrottle,
 )
+from presenced.server.ordering import Emit, Frame, RoomOrder
 from presenced.store.base import Broker
 from presenced.typing import RoomId, UserId
 
@@ -84,10 +85,19 @@ class ChannelTable(Generic[K]):
         conns = self._conns.get(key)
         if conns is None:
             conns = self._conns[key] = {}
+            conns[conn] = None
+            await self._opening(key)
             await self._broker.subscribe(
                 self._channel(key), lambda data, origin: self.deliver(key, data, origin)
             )
+            self._opened(key)
         conns[conn] = None
+
+    async def _opening(self, key: K) -> None:
+        """Before the first subscription of ``key`` (for subclasses)."""
+
+    def _opened(self, key: K) -> None:
+        """After it (for subclasses)."""
 
     def discard(self, key: K, conn: Connection) -> None:
         conns = self._conns.get(key)
@@ -107,9 +117,10 @@ class ChannelTable(Generic[K]):
 
 
 class RoomTable(ChannelTable[RoomId]):
-    """Room members; membership events may be coalesced by a :class:`MembershipBatcher`."""
+    """Room members; numbered events put in order by a :class:`RoomOrder` (networked
+    backends), membership events may be coalesced by a :class:`MembershipBatcher`."""
 
-    __slots__ = ("batcher", "summaries")
+    __slots__ = ("batcher", "order", "summaries")
 
     def __init__(
         self,
@@ -117,12 +128,36 @@ class RoomTable(ChannelTable[RoomId]):
         spawn: Spawn,
         batch_window: float | None,
         summary_interval: float = 1.0,
+        order: Callable[[Emit], RoomOrder] | None = None,
     ) -> None:
         super().__init__(broker, room_channel, spawn)
         self.batcher = MembershipBatcher(batch_window, self._deliver_all) if batch_window else None
         self.summaries = SummaryThrottle(summary_interval, self._deliver_all)
+        self.order = order(self._emit) if order is not None else None
+
+    async def _opening(self, key: RoomId) -> None:
+        if self.order is not None:
+            await self.order.opening(key)
+
+    def _opened(self, key: RoomId) -> None:
+        if self.order is not None:
+            self._spawn(self.order.opened(key))
 
     def deliver(self, key: RoomId, data: bytes, origin: str | None) -> None:
+        order = self.order
+        if order is not None and order.offer(key, data, origin):
+            return
+        self._send(key, data, origin)
+
+    def _emit(self, key: RoomId, frame: Frame) -> None:
+        """An event from the :class:`RoomOrder`, in its order."""
+        if frame.author is not None:
+            self._deliver_skipping_author(key, frame.data, frame.author)
+        else:
+            self._send(key, frame.data, frame.origin)
+
+    def _send(self, key: RoomId, data: bytes, origin: str | None) -> None:
+        """Hand an event to the batcher or straight to the local members."""
         batcher = self.batcher
         if data.startswith(SUMMARY_PREFIX):
             if batcher is not None:
@@ -137,6 +172,15 @@ class RoomTable(ChannelTable[RoomId]):
                 batcher.flush(key)  # what was held happened before this
         super().deliver(key, data, origin)
 
+    def _deliver_skipping_author(self, key: RoomId, data: bytes, author: tuple[str, str]) -> None:
+        # A message filled from the store: its author's device had the ack, not a copy.
+        if self.batcher is not None:
+            self.batcher.flush(key)
+        for conn in self._conns.get(key, ()):
+            session = conn.session
+            if session is not None and (session.user, session.device) != author:
+                conn.send_bytes(data)
+
     def _deliver_all(self, room: RoomId, frame: bytes) -> None:
         # A batch goes to every local member, the sessions that caused its events included:
         # their own events carry versions no newer than their snapshot, which clients skip.
@@ -147,6 +191,8 @@ class RoomTable(ChannelTable[RoomId]):
     def discard(self, key: RoomId, conn: Connection) -> None:
         super().discard(key, conn)
         if key not in self:
+            if self.order is not None:
+                self.order.close(key)
             self.summaries.forget(key)
             if self.batcher is not None:
                 self.batcher.forget(key)
@@ -163,8 +209,9 @@ class LocalFanout:
         spawn: Spawn,
         batch_window: float | None = None,
         summary_interval: float = 1.0,
+        order: Callable[[Emit], RoomOrder] | None = None,
     ) -> None:
-        self.rooms = RoomTable(broker, spawn, batch_window, summary_interval)
+        self.rooms = RoomTable(broker, spawn, batch_window, summary_interval, order)
         self.devices: ChannelTable[RoomId] = ChannelTable(broker, device_channel, spawn)
         self.watchers: ChannelTable[UserId] = ChannelTable(broker, presence_channel, spawn)
         self.users: ChannelTable[UserId] = ChannelTable(broker, user_channel, spawn)

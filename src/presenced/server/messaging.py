@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from presenced.errors import ProtocolError
-from presenced.presence.history import EventKind, MessageState, StreamEvent
+from presenced.presence.history import MessageState
 from presenced.presence.liveness import DeadlineKind
 from presenced.presence.session import Session
 from presenced.protocol.chat import (
@@ -30,7 +30,6 @@ from presenced.protocol.chat import (
     Receipt,
     ReceiptDelivered,
     ReceiptSeen,
-    RoomEvent,
     RoomHistory,
     RoomHistoryReply,
     RoomRead,
@@ -45,6 +44,7 @@ from presenced.protocol.codes import ErrorCode
 from presenced.server.connection import Connection
 from presenced.server.fanout import room_channel, user_channel
 from presenced.server.node import Node
+from presenced.server.wire import wire_event
 from presenced.typing import RoomId, UserId
 
 __all__ = [
@@ -64,42 +64,6 @@ def _member_room(session: Session, room: str) -> RoomId:
     if room not in session.rooms:
         raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"not a member of room {room!r}", field="room")
     return RoomId(room)
-
-
-def wire_event(event: StreamEvent) -> RoomEvent:
-    """A stored stream event as the message clients receive."""
-    if event.kind is EventKind.MESSAGE:
-        assert event.body is not None
-        return MessageEvent(
-            room=event.room,
-            epoch=event.epoch,
-            offset=event.offset,
-            id=event.message_id,
-            user=event.user,
-            device=event.device,
-            body=event.body,
-            time=event.time,
-            temp_id=event.temp_id,
-        )
-    if event.kind is EventKind.EDITED:
-        assert event.body is not None
-        return MessageEdited(
-            room=event.room,
-            epoch=event.epoch,
-            offset=event.offset,
-            id=event.message_id,
-            user=event.user,
-            body=event.body,
-            time=event.time,
-        )
-    return MessageDeleted(
-        room=event.room,
-        epoch=event.epoch,
-        offset=event.offset,
-        id=event.message_id,
-        user=event.user,
-        time=event.time,
-    )
 
 
 def _check_body(node: Node, body: Any, field: str = "body") -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from presenced.auth import TokenVerifier
@@ -38,6 +38,7 @@ from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
 from presenced.server.eager import Runner, run_eager, run_in_task
 from presenced.server.fanout import LocalFanout, device_channel, node_channel
+from presenced.server.ordering import Emit, RoomOrder
 from presenced.server.room_events import RoomEvents
 from presenced.server.transport import ConnectRequest
 from presenced.store.base import Backplane
@@ -104,11 +105,27 @@ class Node:
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
         self.events = RoomEvents(backplane, settings.room_summary_above)
+        broker = backplane.broker
+        order: Callable[[Emit], RoomOrder] | None = None
+        if not broker.inline:
+            # A networked broker delivers in the order publishes land, not by number.
+            def order(emit: Emit) -> RoomOrder:
+                return RoomOrder(
+                    backplane.messages,
+                    backplane.rooms,
+                    clock.wall,
+                    self.spawn,
+                    emit,
+                    settings.order_hold,
+                )
+
+            broker.on_resubscribed = self._resubscribed
         self.fanout = LocalFanout(
-            backplane.broker,
+            broker,
             self.spawn,
             settings.presence_batch_window,
             settings.room_summary_interval,
+            order,
         )
         self.lease = LeaseKeeper(self)
         self.draining = False
@@ -137,8 +154,19 @@ class Node:
 
     @property
     def degraded(self) -> bool:
-        """The shared store is unreachable: local clients are served, shared state lags."""
-        return self.lease.degraded
+        """The shared store or the broker is unreachable: local clients are served, shared
+        state and events from other nodes lag."""
+        return self.lease.degraded or not self.backplane.broker.connected
+
+    def _resubscribed(self) -> None:
+        """The broker's link is back: fill what each room's stream moved on by meanwhile."""
+        self.resync_rooms()
+
+    def resync_rooms(self) -> None:
+        """Check every local room's streams against the store; fill what was missed."""
+        order = self.fanout.rooms.order
+        if order is not None:
+            self.spawn(order.resync_all())
 
     # --- introspection ---------------------------------------------------------------------
 

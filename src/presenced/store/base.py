@@ -200,7 +200,20 @@ MessageHandler = Callable[[bytes, str | None], None]
 
 
 class Broker(Protocol):
-    """Fan-out of encoded events by channel, between nodes (or within one)."""
+    """Fan-out of encoded events by channel, between nodes (or within one).
+
+    ``inline`` brokers deliver during ``publish``, in the order of the calls (the memory
+    broker): a node needs no reordering behind them. ``connected`` is False while a link is
+    down (what is published meanwhile is lost to this node). ``on_resubscribed``, when set,
+    is called after a lost link came back and its subscriptions are confirmed again, so the
+    node can fill what it missed from the store.
+    """
+
+    inline: bool
+    on_resubscribed: Callable[[], None] | None
+
+    @property
+    def connected(self) -> bool: ...
 
     async def publish(self, channel: str, payload: bytes, origin: str | None = None) -> None: ...
 

@@ -302,8 +302,15 @@ class MemoryNodeStore:
 class MemoryBroker:
     """Delivers synchronously to this process's one handler per channel."""
 
+    inline = True  # delivered during publish, in call order
+
     def __init__(self) -> None:
         self._handlers: dict[str, MessageHandler] = {}
+        self.on_resubscribed: Callable[[], None] | None = None  # never: nothing to lose
+
+    @property
+    def connected(self) -> bool:
+        return True
 
     async def publish(self, channel: str, payload: bytes, origin: str | None = None) -> None:
         handler = self._handlers.get(channel)

@@ -105,6 +105,8 @@ def _check_prefix(prefix: str) -> str:
 class NatsBroker:
     """Fan-out between nodes over NATS core pub/sub, on one connection."""
 
+    inline = False
+
     def __init__(
         self,
         url: str,
@@ -134,6 +136,7 @@ class NatsBroker:
         self._tried = asyncio.Event()  # the first attempt succeeded or failed
         self._failures = 0  # failed connection attempts since the last success
         self._closed = False
+        self.on_resubscribed: Callable[[], None] | None = None
 
     # --- the Broker Protocol -------------------------------------------------------------
 
@@ -327,6 +330,12 @@ class NatsBroker:
         log.warning(
             "nats: reconnected to %s, re-subscribed %d channel(s)", self._where(), len(self._subs)
         )
+        if self.on_resubscribed is not None:
+            try:
+                await self._nc.flush(timeout=self.confirm_timeout)  # the SUBs are in effect
+            except Exception as exc:
+                log.debug("nats: flush after reconnect failed: %r", exc)
+            self.on_resubscribed()
 
     async def _on_closed(self) -> None:
         log.info("nats: connection closed")

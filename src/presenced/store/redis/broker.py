@@ -143,6 +143,22 @@ class _Link:
                 if not waiting:
                     del self._waiters[key]
 
+    def _confirmed_later(self, last: bytes) -> None:
+        """Tell the broker once the server confirmed the re-subscription of ``last`` (the
+        channel subscribed last: replies come in order, so every channel before it is in
+        effect too)."""
+        callback = self.broker.on_resubscribed
+        if callback is None:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault((self.broker._sub_reply, last), []).append(future)
+
+        def done(f: asyncio.Future[None]) -> None:
+            if self.conn is not None:  # confirmed, not released by a failed connection
+                callback()
+
+        future.add_done_callback(done)
+
     def _release_waiters(self) -> None:
         for waiting in self._waiters.values():
             for future in waiting:
@@ -171,6 +187,8 @@ class _Link:
                         self.name, len(wanted),
                     )  # fmt: skip
                 failures = 0
+                if self.connects > 1 and wanted:
+                    self._confirmed_later(wanted[-1])
                 await broker._subscribe_all(conn, wanted)
                 stale = [c for c in wanted if c not in self.channels]  # dropped meanwhile
                 for chunk in broker._groups(stale):
@@ -238,6 +256,8 @@ class _Link:
 class RedisBroker:
     """Fan-out between nodes over Redis/Valkey pub/sub (sharded on Cluster)."""
 
+    inline = False
+
     def __init__(
         self,
         url: str,
@@ -269,6 +289,7 @@ class RedisBroker:
         self._dropped: set[bytes] = set()
         self._rebalancing: asyncio.Task[None] | None = None
         self._closed = False
+        self.on_resubscribed: Callable[[], None] | None = None
 
     # --- the Broker Protocol -------------------------------------------------------------
 

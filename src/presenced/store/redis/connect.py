@@ -14,6 +14,10 @@ __all__ = ["POOL_SIZE", "POOL_WAIT", "is_cluster_url", "make_client"]
 # once, and they must queue for a connection, not fail.
 POOL_SIZE = 128
 POOL_WAIT = 10.0
+# redis-py's Cluster client has no blocking pool: past ``max_connections`` (100 by default)
+# to one master it fails the command (MaxConnectionsError), which broke 200 concurrent joins
+# on a 3-master cluster. Each master may take this many from one node instead.
+CLUSTER_POOL_SIZE = 1024
 
 
 def is_cluster_url(url: str) -> bool:
@@ -40,6 +44,7 @@ def make_client(url: str, **kwargs: Any) -> Any:
             host, _, port = hostport.rpartition(":")
             seeds.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
         ssl = url.startswith("rediss+")
+        kwargs.setdefault("max_connections", CLUSTER_POOL_SIZE)
         return RedisCluster(
             startup_nodes=seeds,
             ssl=ssl,
