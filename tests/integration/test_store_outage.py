@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from presenced.protocol.chat import MessageAck
 from presenced.protocol.messages import HeartbeatAck, RoomMembersReply
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
@@ -59,3 +60,74 @@ async def test_outage_keeps_clients_and_recovers(
     assert [m.user for m in reply.members] == ["alice"]
     assert not alice.closed.is_set()
     await alice.close()
+
+
+async def test_store_restart_loses_no_acked_message(
+    make_server: ServerFactory, valkey: ValkeyProcess
+) -> None:
+    """Valkey restarts empty while messages flow: every message that was acked reaches the
+    live members of the room exactly once, on the same node and on another."""
+    settings = {
+        "redis": valkey.url,
+        "lease_ttl": 1,
+        "lease_interval": 0.1,
+        "grace": 30,
+        "message_rate": 1000,
+        "message_burst": 1000,
+    }
+    nodes = [await make_server(node_id=f"n{i}", **settings) for i in range(2)]
+    sender = await ProtocolClient.connect(nodes[0].url + "?user=alice&device=d")
+    await sender.wait_for("welcome")
+    observers = []
+    for i, node in enumerate(nodes):
+        observer = await ProtocolClient.connect(node.url + f"?user=bob{i}&device=d")
+        await observer.wait_for("welcome")
+        await observer.request({"type": "room.join", "room": "r"})
+        observers.append(observer)
+    await sender.request({"type": "room.join", "room": "r"})
+    acked: list[str] = []
+    stop = asyncio.Event()
+
+    async def send_until_stopped() -> None:
+        n = 0
+        while not stop.is_set() and n < 2000:
+            n += 1
+            reply = await sender.request(
+                {"type": "message.send", "room": "r", "body": str(n), "temp_id": str(n)}, timeout=15
+            )
+            if isinstance(reply, MessageAck):
+                acked.append(reply.id)
+            else:
+                await asyncio.sleep(0.01)  # pacing retries while the store is away
+
+    sending = asyncio.create_task(send_until_stopped())
+    await _wait_until(lambda: len(acked) >= 20, 10, "messages before the restart")
+    port = valkey.port
+    valkey.stop()
+    await wait_health(nodes[0].http_url, "degraded")
+    valkey.port = port
+    valkey.start()
+    before = len(acked)
+    await _wait_until(lambda: len(acked) >= before + 60, 30, "messages after the restart")
+    stop.set()
+    await sending
+    for observer in observers:
+        await _wait_until(
+            lambda o=observer: {m.id for m in o.of_type("message")} >= set(acked),
+            15,
+            "every acked message at every observer",
+        )
+        ids = [m.id for m in observer.of_type("message")]  # type: ignore[attr-defined]
+        assert len(ids) == len(set(ids)), "a message arrived twice"
+    assert not sender.of_type("message"), "the sender got a copy of its own message"
+    for client in (sender, *observers):
+        await client.close()
+
+
+async def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)  # poll pacing, bounded by the deadline

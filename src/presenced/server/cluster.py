@@ -98,6 +98,8 @@ class LeaseKeeper:
             if self.degraded:
                 log.warning("store reachable again: node %s is healthy", node.node_id)
                 self.degraded = False
+            if node.backplane.broker.connected:
+                node.link_stale = False
             self._ticks += 1
             every = max(1, int(settings.session_ttl / 4 / settings.lease_interval))
             if self._ticks % every == 0:

@@ -129,6 +129,7 @@ class Node:
         )
         self.lease = LeaseKeeper(self)
         self.draining = False
+        self.link_stale = False  # the broker's link was down: healthy after the next lease tick
         self._conn_seq = 0
         self._pending: dict[str, Connection] = {}  # not yet authenticated, by connection id
         self._by_session: dict[SessionId, Connection] = {}
@@ -154,12 +155,20 @@ class Node:
 
     @property
     def degraded(self) -> bool:
-        """The shared store or the broker is unreachable: local clients are served, shared
-        state and events from other nodes lag."""
-        return self.lease.degraded or not self.backplane.broker.connected
+        """The shared store or the broker is unreachable, or was and the node has not yet
+        re-asserted its state since: local clients are served, shared state and events from
+        other nodes lag."""
+        if not self.backplane.broker.connected:
+            self.link_stale = True
+            return True
+        return self.lease.degraded or self.link_stale
 
     def _resubscribed(self) -> None:
-        """The broker's link is back: fill what each room's stream moved on by meanwhile."""
+        """The broker's link is back: the store may have restarted, so check the lease now
+        (healthy again once that tick is done), and fill what each room's stream moved on
+        by meanwhile."""
+        self.link_stale = True
+        self.lease.poke()
         self.resync_rooms()
 
     def resync_rooms(self) -> None:
