@@ -220,9 +220,7 @@ class Settings:
     )
     room_summary_interval: float = field(
         default=1.0,
-        metadata=_spec(
-            "duration", "at most one room.summary per room this often", **_DURATION_GT0
-        ),
+        metadata=_spec("duration", "at most one room.summary per room this often", **_DURATION_GT0),
     )
     history_size: int = field(
         default=100,
