@@ -30,7 +30,8 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from presenced.store.redis.broker import RedisBroker, decode_frame, encode_frame
+from presenced.store.frames import decode_frame, encode_frame
+from presenced.store.redis.broker import RedisBroker
 from presenced.store.redis.keys import Keys
 from tests.support.valkey import ValkeyCluster, ValkeyProcess, free_port
 
