@@ -61,6 +61,8 @@ from tests.support.valkey import ValkeyProcess
 
 __all__: list[str] = []
 
+pytestmark = pytest.mark.slow
+
 SEED = int(os.environ.get("PRESENCED_CHAOS_SEED", "20261123"))
 SECONDS = float(os.environ.get("PRESENCED_CHAOS_SECONDS", "40"))
 

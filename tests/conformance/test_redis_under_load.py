@@ -57,9 +57,7 @@ async def test_a_burst_beyond_the_pool_queues_instead_of_failing(
     client = make_client(url)
     try:
         burst = 4 * POOL_SIZE
-        results = await asyncio.gather(
-            *(client.eval("return ARGV[1]", 0, i) for i in range(burst))
-        )
+        results = await asyncio.gather(*(client.eval("return ARGV[1]", 0, i) for i in range(burst)))
         assert [int(r) for r in results] == list(range(burst))
         assert len(client.connection_pool._in_use_connections) == 0
     finally:
@@ -75,8 +73,7 @@ async def test_a_lease_renews_while_every_store_connection_is_busy(
     try:
         client = bp.sessions._client  # type: ignore[attr-defined]
         busy = [
-            asyncio.create_task(client.blpop([f"nothing-{i}"], timeout=3))
-            for i in range(POOL_SIZE)
+            asyncio.create_task(client.blpop([f"nothing-{i}"], timeout=3)) for i in range(POOL_SIZE)
         ]
         while len(client.connection_pool._in_use_connections) < POOL_SIZE:
             await asyncio.sleep(0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from presenced.protocol.messages import Error, RoomJoined
+from presenced.server.serve import RunningServer
 from tests.conftest import Connect, ServerFactory
 
 
@@ -80,3 +81,19 @@ async def test_rate_limit_drops_excess_requests_only(make_server: ServerFactory)
     assert 1 <= len(acks) <= 6
     assert not client.closed.is_set()
     await client.close()
+
+
+@pytest.mark.parametrize(("code", "echoed"), [(None, 1000), (1000, 1000), (4321, 4321)])
+async def test_client_close_is_echoed_with_a_valid_code(
+    server: RunningServer, code: int | None, echoed: int
+) -> None:
+    # A raw websockets client: code None sends a close frame with an empty payload. The echo
+    # must never carry code 0 (RFC 6455 7.4); websockets, like Node's ws, refuses it.
+    from websockets.asyncio.client import connect
+
+    async with connect(server.url + "?user=a&device=d", ping_interval=None) as ws:
+        await ws.recv()  # welcome
+        await ws.close(code, "")  # type: ignore[arg-type]  # (None: no payload at all)
+        rcvd = ws.protocol.close_rcvd
+        assert rcvd is not None, "the server's close frame was refused"
+        assert (rcvd.code, rcvd.reason) == (echoed, "")

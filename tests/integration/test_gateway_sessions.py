@@ -217,7 +217,30 @@ async def test_device_gone_after_grace(connect: Connect) -> None:
     await watcher.wait_for("device.dropped")
     gone = await watcher.wait_for("device.gone", timeout=3)
     assert isinstance(gone, DeviceGone) and gone.reason == "grace_expired"
-    assert isinstance(await watcher.wait_for("member.left"), MemberLeft)
+    left = await watcher.wait_for("member.left")
+    assert isinstance(left, MemberLeft) and left.user == "alice"
+    # docs/protocol.md: device.gone comes first, member.left follows.
+    assert watcher.received.index(gone) < watcher.received.index(left)
+
+
+async def test_device_gone_before_member_updated_when_other_devices_remain(
+    connect: Connect,
+) -> None:
+    watcher = await connect("carol", "web")
+    await watcher.request({"type": "room.join", "room": "r", "device_events": True})
+    phone = await connect("alice", "phone")
+    await phone.request({"type": "room.join", "room": "r"})
+    laptop = await connect("alice", "laptop")
+    await laptop.request({"type": "room.join", "room": "r"})
+    await watcher.wait_for(lambda m: isinstance(m, MemberUpdated) and m.devices == 2)
+    phone.abort()
+    dropped = await watcher.wait_for("device.dropped")
+    mark = watcher.received.index(dropped) + 1
+    gone = await watcher.wait_for("device.gone", timeout=3, start=mark)
+    updated = await watcher.wait_for("member.updated", start=mark)
+    assert isinstance(gone, DeviceGone) and gone.device == "phone"
+    assert isinstance(updated, MemberUpdated) and updated.devices == 1
+    assert watcher.received.index(gone) < watcher.received.index(updated)
 
 
 async def test_inactivity_force_leaves_at_once(make_server: ServerFactory) -> None:

@@ -1,30 +1,25 @@
-"""NatsBroker between two nodes: two brokers (as two gateway processes would have) on one real
+"""NatsBroker beyond the broker contract (test_broker_contract.py runs that on Valkey, a
+Valkey Cluster and NATS): two brokers (as two gateway processes would have) on one real
 nats-server.
 
 - Channel names become one NATS subject token each: reversibly, without collisions, whatever
   the room or user id holds (dots, stars, ``>``, spaces, ``%``, non-ASCII, nothing at all).
-- An event published by either node reaches the handler of every node subscribed to the
-  channel, with its origin; in order from one publisher.
-- Unsubscribing stops delivery (proved by a later marker, not by waiting); (un)subscribing is
-  idempotent; subscribing again replaces the handler; a handler that raises is logged and
-  delivery goes on; close() drains what was published.
 - Channels with odd ids reach their own handler only, each on the one subject checked on the
   server (its monitoring endpoint).
+- close() drains what was published.
 - NATS unreachable at first: subscribing records the wish, publishing fails; once the server
   is up the subscription is made.
-- The server restarts: nats-py reconnects, replays the subscriptions (logged) and delivery
-  resumes; the test probes until it does, every wait bounded.
 
-The server is session-scoped; each test takes a fresh subject prefix, so channels never meet.
+The server is session-scoped (tests/integration/conftest.py); each test takes a fresh subject
+prefix, so channels never meet.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from uuid import uuid4
 
 import pytest
@@ -33,12 +28,11 @@ from hypothesis import strategies as st
 from nats.errors import Error as NatsError
 
 from presenced.store.nats import NatsBroker, escape_channel, unescape_channel
+from tests.support.brokers import Inbox, probe_until_delivered
 from tests.support.nats import NatsProcess
 
 __all__: list[str] = []
 
-WAIT = 5.0  # seconds to wait for one message before failing
-RESUME = 30.0  # seconds for delivery to resume after a restart
 LOGGER = "presenced.store.nats.broker"
 
 ODD = [
@@ -65,31 +59,6 @@ ODD = [
 ]
 
 
-@pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsProcess]:
-    server = NatsProcess()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
-@dataclass
-class Inbox:
-    """A broker handler that records what it gets and lets a test wait for the next one."""
-
-    got: list[tuple[bytes, str | None]] = field(default_factory=list)
-    queue: asyncio.Queue[tuple[bytes, str | None]] = field(default_factory=asyncio.Queue)
-
-    def __call__(self, payload: bytes, origin: str | None) -> None:
-        self.got.append((payload, origin))
-        self.queue.put_nowait((payload, origin))
-
-    async def next(self, timeout: float = WAIT) -> tuple[bytes, str | None]:
-        return await asyncio.wait_for(self.queue.get(), timeout)
-
-
 @dataclass
 class Nodes:
     """Two brokers sharing one server and subject prefix, as two gateway nodes."""
@@ -112,15 +81,6 @@ async def nodes(nats_server: NatsProcess) -> AsyncIterator[Nodes]:
     finally:
         await a.close()
         await b.close()
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``condition`` until it holds, bounded by ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"not within {timeout}s: {what}"
-        await asyncio.sleep(0.02)  # poll pacing; the deadline above bounds the wait
 
 
 # --- subjects ----------------------------------------------------------------------------------
@@ -173,113 +133,6 @@ def test_subject_is_prefix_and_token() -> None:
 # --- delivery between nodes --------------------------------------------------------------------
 
 
-async def test_every_subscribed_node_gets_payload_and_origin(nodes: Nodes) -> None:
-    a, b = nodes.a, nodes.b
-    in_a, in_b = Inbox(), Inbox()
-    await a.subscribe("room:1", in_a)
-    await b.subscribe("room:1", in_b)
-
-    await a.publish("room:1", b'{"type":"member.joined"}', "s1")
-    for inbox in (in_a, in_b):
-        assert await inbox.next() == (b'{"type":"member.joined"}', "s1")
-    await b.publish("room:1", b"\x00\xff\xff binary", None)
-    for inbox in (in_a, in_b):
-        assert await inbox.next() == (b"\x00\xff\xff binary", None)
-    await b.publish("room:1", b"", "séssion-ü")
-    for inbox in (in_a, in_b):
-        assert await inbox.next() == (b"", "séssion-ü")
-    # (publish hands the message to the connection: two nodes' messages are in the order
-    # the server gets them, which is why each is awaited before the other node publishes.)
-    await a.publish("room:1", b"default origin")
-    for inbox in (in_a, in_b):
-        assert await inbox.next() == (b"default origin", None)
-
-    # In order from one publisher, all of them, on both nodes.
-    for i in range(50):
-        await a.publish("room:1", str(i).encode(), f"s{i}")
-    for inbox in (in_a, in_b):
-        for i in range(50):
-            assert await inbox.next() == (str(i).encode(), f"s{i}")
-    assert len(in_a.got) == len(in_b.got) == 54
-    assert a.channels == b.channels == ["room:1"]
-    assert a.connected and b.connected
-
-
-async def test_unsubscribe_stops_delivery(nodes: Nodes, nats_server: NatsProcess) -> None:
-    a, b = nodes.a, nodes.b
-    in_a, old_b = Inbox(), Inbox()
-    await a.subscribe("ch", in_a)
-    await b.subscribe("ch", old_b)
-    await b.subscribe("ch", old_b)  # idempotent: still one subscription
-    subject = a.subject("ch")
-    assert nats_server.subscriptions().count(subject) == 2  # one per node
-    await a.publish("ch", b"first", "s1")
-    assert await in_a.next() == (b"first", "s1")
-    assert await old_b.next() == (b"first", "s1")
-
-    await b.unsubscribe("ch")
-    await b.unsubscribe("ch")  # idempotent
-    await b.unsubscribe("never-subscribed")
-    assert b.channels == []
-    assert nats_server.subscriptions().count(subject) == 1  # the server already knows
-    await a.publish("ch", b"while away", "s2")
-    assert await in_a.next() == (b"while away", "s2")  # it was published: node a got it
-
-    # Subscribing again and waiting for a marker proves "while away" never reached node b.
-    new_b = Inbox()
-    await b.subscribe("ch", new_b)
-    await a.publish("ch", b"marker", None)
-    assert await new_b.next() == (b"marker", None)
-    assert await in_a.next() == (b"marker", None)
-    assert old_b.got == [(b"first", "s1")]
-    assert new_b.got == [(b"marker", None)]
-
-
-async def test_subscribing_again_replaces_the_handler(nodes: Nodes) -> None:
-    a, b = nodes.a, nodes.b
-    first, second = Inbox(), Inbox()
-    await b.subscribe("ch", first)
-    await a.publish("ch", b"one", None)
-    assert await first.next() == (b"one", None)
-    await b.subscribe("ch", second)
-    await a.publish("ch", b"two", "s2")
-    assert await second.next() == (b"two", "s2")
-    assert first.got == [(b"one", None)]
-    assert b.channels == ["ch"]
-
-
-async def test_a_failing_handler_is_logged_and_delivery_goes_on(
-    nodes: Nodes, caplog: pytest.LogCaptureFixture
-) -> None:
-    a, b = nodes.a, nodes.b
-    inbox = Inbox()
-
-    def flaky(payload: bytes, origin: str | None) -> None:
-        inbox(payload, origin)
-        if payload == b"boom":
-            raise RuntimeError("handler bug")
-
-    await b.subscribe("ch", flaky)
-    with caplog.at_level(logging.ERROR, logger=LOGGER):
-        await a.publish("ch", b"boom", None)
-        await a.publish("ch", b"after", "s1")
-        assert await inbox.next() == (b"boom", None)
-        assert await inbox.next() == (b"after", "s1")
-    failures = [r.exc_info for r in caplog.records if r.name == LOGGER and r.exc_info]
-    assert [str(exc_info[1]) for exc_info in failures] == ["handler bug"]
-    assert b.connected
-
-
-async def test_publish_to_nobody_is_dropped(nodes: Nodes) -> None:
-    a, b = nodes.a, nodes.b
-    await a.publish("nobody", b"lost", "s1")
-    inbox = Inbox()
-    await b.subscribe("nobody", inbox)
-    await a.publish("nobody", b"marker", None)
-    assert await inbox.next() == (b"marker", None)
-    assert inbox.got == [(b"marker", None)]  # nothing kept for later subscribers
-
-
 async def test_odd_ids_reach_their_own_channel_only(nodes: Nodes, nats_server: NatsProcess) -> None:
     a, b = nodes.a, nodes.b
     inboxes = {name: Inbox() for name in ODD}
@@ -328,31 +181,6 @@ async def test_close_drains_what_was_published(nats_server: NatsProcess) -> None
 # --- NATS unreachable, then back ---------------------------------------------------------------
 
 
-async def _probe_until_delivered(publisher: NatsBroker, channel: str, inboxes: list[Inbox]) -> None:
-    """Publish probes until every inbox got one, each wait bounded, then drain up to a marker
-    so the inboxes hold only what comes next."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + RESUME
-    waiting = list(inboxes)
-    probe = 0
-    while waiting:
-        assert loop.time() < deadline, "delivery did not resume"
-        probe += 1
-        with contextlib.suppress(NatsError, ConnectionError):
-            await publisher.publish(channel, b"probe %d" % probe, None)
-        for inbox in list(waiting):
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    payload, _ = await inbox.next(timeout=0.2)
-                    if payload.startswith(b"probe"):
-                        waiting.remove(inbox)
-                        break
-    await publisher.publish(channel, b"drained", None)
-    for inbox in inboxes:
-        while (payload := (await inbox.next())[0]) != b"drained":
-            assert payload.startswith(b"probe")
-
-
 async def test_subscribing_before_nats_is_reachable(caplog: pytest.LogCaptureFixture) -> None:
     server = NatsProcess()  # not started yet
     prefix = _prefix()
@@ -368,7 +196,7 @@ async def test_subscribing_before_nats_is_reachable(caplog: pytest.LogCaptureFix
         assert any("cannot reach" in r.getMessage() for r in caplog.records)
 
         await asyncio.to_thread(server.start)
-        await _probe_until_delivered(a, "room", [inbox])
+        await probe_until_delivered(a, "room", [inbox], (NatsError, ConnectionError))
         await a.publish("room", b"up", "s1")
         assert await inbox.next() == (b"up", "s1")
         assert server.subscriptions().count(b.subject("room")) == 1
@@ -390,45 +218,3 @@ async def test_close_while_nats_is_unreachable() -> None:
     with pytest.raises(RuntimeError):
         await broker.subscribe("other", Inbox())
     assert broker.channels == ["room"] and not broker.connected
-
-
-async def test_delivery_resumes_after_the_server_restarts(
-    nats_server: NatsProcess, caplog: pytest.LogCaptureFixture
-) -> None:
-    prefix = _prefix()
-    a, b = NatsBroker(nats_server.url, prefix), NatsBroker(nats_server.url, prefix)
-    try:
-        in_a, in_b, other_b = Inbox(), Inbox(), Inbox()
-        await a.subscribe("room", in_a)
-        await b.subscribe("room", in_b)
-        await b.subscribe("other", other_b)
-        await a.publish("room", b"before", "s1")
-        assert await in_a.next() == (b"before", "s1")
-        assert await in_b.next() == (b"before", "s1")
-
-        with caplog.at_level(logging.INFO, logger=LOGGER):
-            # In a thread: the event loop (and the brokers' readers) keeps going.
-            await asyncio.to_thread(nats_server.restart)
-            await _probe_until_delivered(a, "room", [in_a, in_b])
-            await _probe_until_delivered(b, "other", [other_b])
-
-            # Both nodes get what comes next, exactly, from either publisher.
-            await b.publish("room", b"after", "s2")
-            await a.publish("other", b"other after", "s3")
-            for inbox in (in_a, in_b):
-                assert await inbox.next() == (b"after", "s2")
-            assert await other_b.next() == (b"other after", "s3")
-
-            def logged(text: str) -> list[str]:
-                return [r.getMessage() for r in caplog.records if text in r.getMessage()]
-
-            await _until(lambda: len(logged("reconnected")) == 2, "both brokers log a reconnect")
-        assert len(logged("disconnected")) == 2
-        assert sorted(m.rsplit(", ", 1)[1] for m in logged("reconnected")) == [
-            "re-subscribed 1 channel(s)",
-            "re-subscribed 2 channel(s)",
-        ]
-        assert a.connected and b.connected
-    finally:
-        await a.close()
-        await b.close()

@@ -96,4 +96,3 @@ class NatsProcess(ServerProcess):
         """Stop and start again on the same ports (core NATS keeps nothing across)."""
         self.stop()
         self.start()
-

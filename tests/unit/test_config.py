@@ -128,7 +128,7 @@ def test_config_file_from_env_and_flag_wins(tmp_path: Path) -> None:
 
 
 def test_presenced_table_and_other_tables(tmp_path: Path) -> None:
-    path = write(tmp_path, '[tool.other]\nport = 1\n\n[presenced]\nport = 9000\ngrace = 1\n')
+    path = write(tmp_path, "[tool.other]\nport = 1\n\n[presenced]\nport = 9000\ngrace = 1\n")
     assert load_settings(env={}, config_file=path).port == 9000
 
 

@@ -174,7 +174,6 @@ class SessionRegistry:
         """A pong arrived: the transport is alive."""
         self._deadlines.cancel((DeadlineKind.PONG, session_id))
 
-
     # --- keyed deadlines (AUTH, SLOW by connection id; TYPING by session and room) ----------
 
     def arm(self, kind: DeadlineKind, key: str, when: float) -> None:

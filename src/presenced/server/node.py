@@ -341,12 +341,13 @@ class Node:
         for room in list(session.rooms):
             await clear_typing(self, session, room)
             change = await backplane.rooms.remove(room, session.user, session.id)
-            await self.events.publish_change(change, reason=reason, origin=session.id)
+            # device.gone first, then member.left / member.updated (docs/protocol.md).
             if reason is not LeaveReason.LEFT:
                 gone = DeviceGone(
                     room=room, user=session.user, device=session.device, reason=reason
                 )
                 await backplane.broker.publish(device_channel(room), encode(gone), session.id)
+            await self.events.publish_change(change, reason=reason, origin=session.id)
         presence = await backplane.presence.remove(session.user, session.id, self.clock.wall())
         await backplane.sessions.delete(session.id, owner=self.node_id)
         await self.events.presence_changed(session.user, presence)

@@ -98,7 +98,13 @@ class _Listener(WSListener):
             self.handler.on_pong()
         elif kind is WSMsgType.CLOSE:
             if not transport.is_close_frame_sent:
-                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                if frame.payload_size < 2:
+                    # A close without a code: picows reports it as NO_INFO (0), a code RFC
+                    # 6455 forbids on the wire (clients such as Node's ws refuse it), and its
+                    # send_close always writes a code. Answer 1000, as the RFC allows.
+                    transport.send_close(WSCloseCode.OK)
+                else:
+                    transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:

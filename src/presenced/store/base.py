@@ -194,7 +194,6 @@ class NodeStore(Protocol):
         """Stop watching."""
 
 
-
 MessageHandler = Callable[[bytes, str | None], None]
 """Called with an event's encoded bytes and the session id that caused it (to skip)."""
 

@@ -1,10 +1,10 @@
 """Broker on NATS core pub/sub: the alternative to Redis pub/sub (presence state stays in Redis).
 
 Each node (process) has one NatsBroker with one NATS connection. ``publish`` sends the payload
-with its origin, framed exactly as the Redis broker frames it (its ``encode_frame`` /
-``decode_frame``), on the subject ``{prefix}.{token}``; every broker that subscribed the
-channel hands ``(payload, origin)`` to its one handler for it. The prefix keeps deployments
-sharing a NATS server apart, as the Redis key prefix does.
+with its origin, framed as the Redis broker frames it (:mod:`presenced.store.frames`), on the
+subject ``{prefix}.{token}``; every broker that subscribed the channel hands
+``(payload, origin)`` to its one handler for it. The prefix keeps deployments sharing a NATS
+server apart, as the Redis key prefix does.
 
 Subjects: NATS subjects are dot-separated tokens, and ``.``, ``*``, ``>`` and whitespace have
 meaning there, so a channel name (``room:<any room id>``) is escaped into one token: ASCII
@@ -48,7 +48,7 @@ from nats.errors import Error as NatsError
 from nats.errors import UnexpectedEOF
 
 from presenced.store.base import MessageHandler
-from presenced.store.redis.broker import deliver_frame, encode_frame
+from presenced.store.frames import deliver_frame, encode_frame
 
 __all__ = ["NatsBroker", "escape_channel", "unescape_channel"]
 

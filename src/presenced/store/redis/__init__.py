@@ -18,7 +18,7 @@ from presenced.store.redis.presence import RedisPresenceStore
 from presenced.store.redis.rooms import RedisRoomStore
 from presenced.store.redis.scripts import Scripts
 from presenced.store.redis.sessions import SESSION_TTL, RedisSessionStore
-from presenced.store.redis.typing import RedisTypingStore
+from presenced.store.redis.typing_store import RedisTypingStore
 
 __all__ = [
     "Keys",

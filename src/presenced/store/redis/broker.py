@@ -2,8 +2,8 @@
 
 Each node (process) has one RedisBroker. ``publish`` sends the payload with its origin to the
 channel named by Keys.channel(); every broker that subscribed the channel hands
-``(payload, origin)`` to its one handler for it. The origin travels in the published bytes:
-a 2-byte big-endian length (0xFFFF for none), the origin's UTF-8, then the payload.
+``(payload, origin)`` to its one handler for it. The origin travels in the published bytes,
+framed by :mod:`presenced.store.frames`.
 
 Connections: one client for publishing, and one pub/sub connection with its reader task per
 server. On a standalone server that is one connection per broker. On Cluster the broker uses
@@ -29,9 +29,8 @@ import asyncio
 import contextlib
 import logging
 import random
-import struct
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.crc import key_slot
@@ -40,63 +39,16 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from presenced.store.base import MessageHandler
+from presenced.store.frames import deliver_frame, encode_frame
 from presenced.store.redis.connect import is_cluster_url, make_client
 from presenced.store.redis.keys import Keys
 
-__all__ = ["RedisBroker", "decode_frame", "deliver_frame", "encode_frame"]
+__all__ = ["RedisBroker"]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">H")
-_NO_ORIGIN = 0xFFFF
 _CHUNK = 500  # channels per (re)subscribe command
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-
-
-def encode_frame(payload: bytes, origin: str | None) -> bytes:
-    """The published bytes: origin length (2 bytes, 0xFFFF: none), origin, payload."""
-    if origin is None:
-        return _HEADER.pack(_NO_ORIGIN) + payload
-    raw = origin.encode()
-    if len(raw) >= _NO_ORIGIN:
-        raise ValueError(f"origin of {len(raw)} bytes is too long")
-    return _HEADER.pack(len(raw)) + raw + payload
-
-
-def decode_frame(frame: bytes) -> tuple[bytes, str | None]:
-    """``(payload, origin)`` from published bytes; ValueError if they are not a frame."""
-    if len(frame) < _HEADER.size:
-        raise ValueError("frame shorter than its header")
-    (size,) = _HEADER.unpack_from(frame)
-    if size == _NO_ORIGIN:
-        return frame[_HEADER.size :], None
-    end = _HEADER.size + size
-    if len(frame) < end:
-        raise ValueError("frame shorter than its origin")
-    return frame[end:], frame[_HEADER.size : end].decode()
-
-
-def deliver_frame(
-    handler: Callable[[bytes, str | None], None] | None,
-    channel: object,
-    frame: bytes,
-    logger: logging.Logger,
-    via: str,
-) -> None:
-    """Unframe ``frame`` and hand it to the channel's ``handler`` (None: unsubscribed while
-    the message was on its way). A foreign message or a failing handler is logged on the
-    broker's ``logger`` (``via`` names the transport), never raised into its reader."""
-    if handler is None:
-        return
-    try:
-        payload, origin = decode_frame(frame)
-    except ValueError:
-        logger.warning("%s: dropped a message on %r that is not a presenced frame", via, channel)
-        return
-    try:
-        handler(payload, origin)
-    except Exception:
-        logger.exception("%s: the handler of %r failed", via, channel)
 
 
 class _Link:

@@ -1,6 +1,6 @@
 """The rules that span several settings, checked once every value is in place.
 
-Each setting's own rule (kind, range) is in its :class:`~presenced.config_values.Spec`;
+Each setting's own rule (kind, range) is in its :class:`~presenced.config.values.Spec`;
 what is left are the rules between settings (a timeout below an interval, a broker that
 needs shared state, an algorithm that needs its key). :class:`~presenced.config.Settings`
 runs :func:`check_together` on construction, after every value has been coerced and
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from presenced.errors import ConfigError
 
 if TYPE_CHECKING:
-    from presenced.config import Settings
+    from presenced.config.settings import Settings
 
 __all__ = ["REDIS_SCHEMES", "check_together"]
 

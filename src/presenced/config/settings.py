@@ -7,9 +7,10 @@ Constructing a :class:`Settings` (directly, by :meth:`Settings.replace` or by
 :func:`load_settings`) validates it as a whole, so an invalid ``Settings`` cannot exist.
 Sources, later wins: defaults < TOML file < ``PRESENCED_<KEY>`` environment < CLI flags.
 
-Import from here; the machinery is in :mod:`presenced.config_values` (parsing one value),
-:mod:`presenced.config_sources` (file, environment, flags) and :mod:`presenced.config_rules`
-(rules across settings). Every problem is a :class:`~presenced.errors.ConfigError`.
+Import from :mod:`presenced.config`, which re-exports this module's names; the machinery is
+in :mod:`presenced.config.values` (parsing one value), :mod:`presenced.config.sources` (file,
+environment, flags) and :mod:`presenced.config.rules` (rules across settings). Every problem
+is a :class:`~presenced.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from presenced.config_rules import check_together
-from presenced.config_sources import ENV_PREFIX, SettingInfo, describe, read_sources
-from presenced.config_values import (
+from presenced.config.rules import check_together
+from presenced.config.sources import ENV_PREFIX, SettingInfo, describe, read_sources
+from presenced.config.values import (
     JWT_ALGORITHMS,
     Spec,
     check_known,
@@ -31,8 +32,8 @@ from presenced.config_values import (
     parse_duration,
     parse_size,
 )
-from presenced.config_values import MIB as _MiB  # the short names the fields below use
-from presenced.config_values import field_spec as _spec
+from presenced.config.values import MIB as _MiB  # the short names the fields below use
+from presenced.config.values import field_spec as _spec
 from presenced.errors import ConfigError
 
 __all__ = [
@@ -230,9 +231,7 @@ class Settings:
     )
     room_summary_interval: float = field(
         default=1.0,
-        metadata=_spec(
-            "duration", "at most one room.summary per room this often", **_DURATION_GT0
-        ),
+        metadata=_spec("duration", "at most one room.summary per room this often", **_DURATION_GT0),
     )
     history_size: int = field(
         default=100,

@@ -8,7 +8,7 @@ and remembers where each came from; :func:`presenced.config.load_settings` build
 :class:`~presenced.config.Settings` from them. :class:`SettingInfo` names each setting the
 way every source does (``--flag``, ``PRESENCED_<KEY>``), for the CLI. Which settings exist
 and how their values are parsed is passed in (a name to
-:class:`~presenced.config_values.Spec` mapping), so this module does not depend on the
+:class:`~presenced.config.values.Spec` mapping), so this module does not depend on the
 settings themselves.
 
 The TOML file (``--config FILE`` or ``PRESENCED_CONFIG``) holds flat top-level keys, or keys
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from presenced.config_values import Spec, check_known, coerce
+from presenced.config.values import Spec, check_known, coerce
 from presenced.errors import ConfigError
 
 __all__ = ["CONFIG_ENV", "ENV_PREFIX", "SettingInfo", "describe", "read_sources"]

@@ -5,8 +5,8 @@ by :func:`field_spec`): its kind, allowed range and help text. This module turns
 from any source (typed, TOML or text) into the setting's type (:func:`coerce`), checks its
 range (:func:`check_range`) and says what is allowed, for messages and ``--help``
 (:meth:`Spec.allowed`). It knows nothing of particular settings or of where values come
-from, so :mod:`presenced.config` (the settings) and :mod:`presenced.config_sources` (the
-sources) both build on it.
+from, so :mod:`presenced.config.settings` (the settings) and :mod:`presenced.config.sources`
+(the sources) both build on it.
 
 Durations accept ``25``, ``1.5``, ``500ms``, ``25s``, ``10m``, ``6h``; a setting that can be
 turned off also takes ``off``, ``none`` or ``0``. Sizes accept ``64KiB`` or ``1MiB``. PEM
