@@ -1,5 +1,7 @@
-"""The client SDK's pure rules: backoff bounds, close-code decisions, what a welcome restores,
-room stream positions and recovery, delivered receipts and the typing throttle."""
+"""The client SDK's pure rules: backoff bounds, close-code decisions, what a welcome restores
+(rooms, subscriptions, status, stream positions and member snapshots), delivered receipts and
+the typing throttle. The stream and member rules themselves: test_client_streams.py and
+test_client_members.py."""
 
 from __future__ import annotations
 
@@ -21,26 +23,20 @@ from presenced.client.policy import (
     reconnect_decision,
     retry_delay,
 )
-from presenced.protocol.chat import (
-    MessageAck,
-    MessageDeleted,
-    MessageEdited,
-    MessageEvent,
-    Position,
-    ReceiptDelivered,
-    RoomEvent,
-    RoomRecovered,
-    TypingEvent,
-)
+from presenced.client.streams import RecoveryFailed
+from presenced.protocol.chat import Position, ReceiptDelivered, RoomEvent
 from presenced.protocol.codes import CloseCode, ErrorCode
 from presenced.protocol.messages import (
+    Member,
     MemberJoined,
     PresenceSubscribe,
     RoomJoin,
     RoomJoined,
+    RoomMembersReply,
     StatusSet,
     Welcome,
 )
+from tests.unit.test_client_streams import ack, edited, msg, pos, recovered
 
 ALMOST_ONE = 1.0 - 2**-53  # the largest float below 1: what random() can return at most
 
@@ -320,175 +316,6 @@ def test_clear_forgets_everything_including_the_token() -> None:
     assert state.on_welcome(welcome(resumed=False)).empty
 
 
-# --- room stream positions -----------------------------------------------------------------
-
-
-def msg(offset: int, room: str = "r", epoch: str = "e1", user: str = "bob") -> MessageEvent:
-    return MessageEvent(
-        room=room,
-        epoch=epoch,
-        offset=offset,
-        id=f"m{offset}",
-        user=user,
-        device="d",
-        body=f"text {offset}",
-        time=1.0,
-    )
-
-
-def edited(
-    offset: int, room: str = "r", epoch: str = "e1", ref: int | None = None
-) -> MessageEdited:
-    return MessageEdited(
-        room=room, epoch=epoch, offset=offset, id="m1", user="bob", body="new", time=1.0, ref=ref
-    )
-
-
-def deleted(offset: int, room: str = "r", epoch: str = "e1") -> MessageDeleted:
-    return MessageDeleted(room=room, epoch=epoch, offset=offset, id="m1", user="bob", time=1.0)
-
-
-def ack(offset: int, room: str = "r", epoch: str = "e1") -> MessageAck:
-    return MessageAck(
-        room=room, epoch=epoch, offset=offset, id=f"m{offset}", duplicate=False, temp_id="t", ref=7
-    )
-
-
-def recovered(
-    offset: int,
-    events: list[RoomEvent],
-    *,
-    room: str = "r",
-    epoch: str = "e1",
-    ok: bool = True,
-) -> RoomRecovered:
-    return RoomRecovered(room=room, epoch=epoch, offset=offset, recovered=ok, events=events)
-
-
-def pos(epoch: str, offset: int) -> Position:
-    return Position(epoch=epoch, offset=offset)
-
-
-def test_stream_events_advance_the_position_and_pass_through() -> None:
-    streams = StreamPositions()
-    assert streams.position("r") is None
-    for event in (msg(1), edited(2), deleted(3)):
-        assert streams.receive(event) == [event]
-    assert streams.position("r") == pos("e1", 3)
-    # Other rooms and other messages are untouched.
-    typing = TypingEvent(room="r", users=["bob"])
-    assert streams.receive(typing) == [typing]
-    assert streams.receive(msg(9, room="other")) == [msg(9, room="other")]
-    assert streams.known == {"r": pos("e1", 3), "other": pos("e1", 9)}
-
-
-def test_position_never_moves_back_within_an_epoch() -> None:
-    streams = StreamPositions()
-    streams.advance("r", "e1", 5)
-    streams.advance("r", "e1", 4)  # a late event (out of order across nodes): still surfaced
-    assert streams.position("r") == pos("e1", 5)
-    assert streams.receive(msg(4)) == [msg(4)]
-    assert streams.position("r") == pos("e1", 5)
-
-
-def test_a_new_epoch_replaces_the_position_even_with_a_lower_offset() -> None:
-    streams = StreamPositions()
-    streams.advance("r", "e1", 50)
-    streams.receive(msg(1, epoch="e2"))
-    assert streams.position("r") == pos("e2", 1)
-
-
-def test_replies_with_offsets_advance_the_position() -> None:
-    streams = StreamPositions()
-    streams.reply(ack(4))
-    assert streams.position("r") == pos("e1", 4)
-    streams.reply(edited(5, ref=3))
-    streams.reply(RoomJoined(room="r", version=1, members=[], ref=2))  # no offset: ignored
-    assert streams.position("r") == pos("e1", 5)
-
-
-def test_awaited_room_holds_live_events_until_its_recovery() -> None:
-    streams = StreamPositions()
-    streams.advance("r", "e1", 2)
-    streams.expect("r")
-    # Live events while the recovery is due: held, not counted, not surfaced.
-    assert streams.receive(msg(5)) == []
-    assert streams.receive(msg(6)) == []
-    streams.reply(ack(7))  # a reply does not move an awaited room either
-    assert streams.position("r") == pos("e1", 2)
-    # Other rooms flow.
-    assert streams.receive(msg(1, room="other")) == [msg(1, room="other")]
-
-    recovery = recovered(5, [msg(3), deleted(4), msg(5)])
-    out = streams.receive(recovery)
-    # The recovery first, then only the held events past it (5 was in both).
-    assert out == [recovery, msg(6)]
-    assert streams.position("r") == pos("e1", 6)
-    assert streams.awaiting == {}
-    assert streams.receive(msg(7)) == [msg(7)]
-
-
-def test_recovery_failed_in_a_new_epoch_takes_the_new_position() -> None:
-    streams = StreamPositions()
-    streams.advance("r", "e1", 40)
-    streams.expect("r")
-    streams.receive(msg(39, epoch="e1"))  # from the dead epoch: dropped at the recovery
-    streams.receive(msg(2, epoch="e2"))  # covered by the reload the app must do
-    streams.receive(msg(4, epoch="e2"))
-    failed = recovered(3, [], epoch="e2", ok=False)
-    assert streams.receive(failed) == [failed, msg(4, epoch="e2")]
-    assert streams.position("r") == pos("e2", 4)
-
-
-def test_unexpected_recovery_passes_through_and_sets_the_position() -> None:
-    streams = StreamPositions()
-    recovery = recovered(3, [msg(2), msg(3)])
-    assert streams.receive(recovery) == [recovery]
-    assert streams.position("r") == pos("e1", 3)
-
-
-def test_settle_releases_held_events_of_rooms_no_recovery_came_for() -> None:
-    streams = StreamPositions()
-    streams.expect("a")
-    streams.expect("b")
-    streams.receive(msg(1, room="a"))
-    streams.receive(msg(2, room="a"))
-    assert streams.settle() == [msg(1, room="a"), msg(2, room="a")]
-    assert streams.awaiting == {}
-    assert streams.position("a") == pos("e1", 2)
-    assert streams.position("b") is None
-
-
-def test_connection_lost_drops_held_events_so_the_next_recovery_has_them() -> None:
-    streams = StreamPositions()
-    streams.advance("r", "e1", 2)
-    streams.expect("r")
-    streams.receive(msg(3))
-    streams.connection_lost()
-    assert streams.awaiting == {}
-    assert streams.position("r") == pos("e1", 2)  # 3 was never surfaced
-
-
-def test_forget_drops_position_and_recovery() -> None:
-    streams = StreamPositions()
-    streams.advance("r", "e1", 2)
-    streams.expect("r")
-    streams.forget("r")
-    assert streams.position("r") is None
-    assert streams.awaiting == {}
-    assert streams.since("r") == pos(UNKNOWN_EPOCH, 0)
-
-
-def test_for_auth_lists_known_positions_of_the_given_rooms() -> None:
-    streams = StreamPositions()
-    assert streams.for_auth(["r"]) is None
-    streams.advance("r", "e1", 2)
-    streams.advance("gone", "e1", 9)
-    assert streams.for_auth(["r", "quiet"]) == {"r": pos("e1", 2)}
-    assert streams.since("r") == pos("e1", 2)
-    assert streams.since("quiet") == pos(UNKNOWN_EPOCH, 0)
-
-
 # --- what a reconnect sends: resume vs re-join -------------------------------------------
 
 
@@ -555,9 +382,13 @@ def test_server_restart_new_epoch_then_next_resume_uses_it() -> None:
     state.on_welcome(welcome(resumed=False, resume_error="unknown session", token="rt-9"))
     # The new server's stream has a new epoch: the recovery fails and says so.
     failed = recovered(0, [], room="a", epoch="e-new", ok=False)
-    assert state.streams.receive(failed) == [failed]
+    assert state.streams.receive(failed) == [
+        failed,
+        RecoveryFailed(room="a", epoch="e-new", offset=0),
+    ]
     state.streams.receive(msg(1, room="a", epoch="e-new"))
-    assert state.streams.settle() == []  # b and quiet got no answer: nothing was held
+    awaited = dict(state.streams.awaiting)
+    assert state.streams.settle(awaited) == []  # b and quiet got no answer: nothing was held
     positions = state.auth_positions()
     assert positions is not None
     assert positions["a"] == pos("e-new", 1)
@@ -577,6 +408,63 @@ def test_clear_forgets_positions() -> None:
     state.clear()
     assert state.streams == StreamPositions()
     assert state.auth_positions() is None
+
+
+# --- what a reconnect does to member lists ------------------------------------------------------
+
+
+def member(user: str) -> Member:
+    return Member(user=user, status="online", devices=1)
+
+
+def in_rooms(*rooms: str) -> ResumeState:
+    state = ResumeState(resume_token="rt-1")
+    for room in rooms:
+        state.members.expect(room)
+        state.members.reply(RoomJoined(room=room, version=3, members=[member("me")], ref=1), "me")
+        state.joined(room)
+    return state
+
+
+def test_resume_asks_a_snapshot_of_every_restored_room_and_holds_their_events() -> None:
+    state = in_rooms("a", "b")
+    state.on_welcome(welcome(resumed=True, rooms=["a", "b", "adopted"]))
+    assert state.members.take_requests() == ["a", "adopted", "b"]
+    for room in ("a", "b"):
+        listed = state.members.get(room)
+        assert listed is not None and not listed.synced
+    assert state.members.get("adopted") is None  # seeded by its snapshot
+    state.members.reply(
+        RoomMembersReply(room="adopted", version=9, members=[member("x")], ref=2), "me"
+    )
+    adopted = state.members.get("adopted")
+    assert adopted is not None and adopted.version == 9 and set(adopted.members) == {"x"}
+
+
+def test_a_failed_resume_waits_for_the_re_joins_snapshots_without_asking() -> None:
+    state = in_rooms("a")
+    plan = state.on_welcome(welcome(resumed=False, resume_error="expired"))
+    assert [j.room for j in plan.joins] == ["a"]
+    assert state.members.take_requests() == []  # the room.joined of the re-join is the snapshot
+    # A restarted server counts versions from scratch: the snapshot is taken all the same.
+    state.members.reply(RoomJoined(room="a", version=1, members=[member("me")], ref=3), "me")
+    listed = state.members.get("a")
+    assert listed is not None and (listed.version, listed.synced) == (1, True)
+
+
+def test_leaving_or_a_failed_first_join_forgets_the_member_list() -> None:
+    state = in_rooms("a", "b")
+    state.left("a")
+    assert state.members.get("a") is None
+    state.members.expect("c")
+    state.join_failed("c")  # never joined: nothing kept
+    assert "c" not in state.members.views
+    state.members.expect("b")
+    state.join_failed("b")  # joined before: the list stays, no longer held
+    listed = state.members.get("b")
+    assert listed is not None and listed.synced
+    state.clear()
+    assert state.members.views == {}
 
 
 # --- delivered receipts ----------------------------------------------------------------------

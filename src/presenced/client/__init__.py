@@ -12,7 +12,9 @@
 rooms, subscriptions and status when it cannot) and recovers the room messages missed
 meanwhile exactly; :mod:`presenced.client.policy` holds its pure reconnect, backoff, restore
 and stream-position rules; :mod:`presenced.client.messaging` the messaging requests;
-:mod:`presenced.client.events` the events and exceptions it surfaces.
+:mod:`presenced.client.events` the events and exceptions it surfaces;
+:mod:`presenced.client.streams` and :mod:`presenced.client.members` the pure per-room rules
+(offset gaps and recovery, member lists and versions) behind ``Client.member_list``.
 """
 
 from presenced.client.client import Client, TokenSource
@@ -28,6 +30,7 @@ from presenced.client.events import (
     ForceLeaveError,
     event_type,
 )
+from presenced.client.members import MemberList, MembersResynced, MemberViews
 from presenced.client.messaging import new_temp_id
 from presenced.client.policy import (
     UNKNOWN_EPOCH,
@@ -44,6 +47,7 @@ from presenced.client.policy import (
     reconnect_decision,
     retry_delay,
 )
+from presenced.client.streams import RecoveryFailed, Step, classify
 
 __all__ = [
     "UNKNOWN_EPOCH",
@@ -60,13 +64,19 @@ __all__ = [
     "EventHub",
     "ForceLeaveError",
     "ForcedLeave",
+    "MemberList",
+    "MemberViews",
+    "MembersResynced",
+    "RecoveryFailed",
     "Restore",
     "ResumeState",
     "RoomState",
+    "Step",
     "StreamPositions",
     "TokenSource",
     "TypingThrottle",
     "auth_failure_decision",
+    "classify",
     "delivered_receipt",
     "event_type",
     "new_temp_id",

@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed as WSConnectionClosed
 
 from presenced.client.connection import TokenSource
 from presenced.client.events import Callback, ClientError, Connected, Event
+from presenced.client.members import MemberList
 from presenced.client.policy import Backoff
 from presenced.client.supervisor import Supervised
 from presenced.protocol.codec import encode
@@ -270,10 +271,18 @@ class Client(Supervised):
     async def join(
         self, room: str, meta: dict[str, Any] | None = None, device_events: bool = False
     ) -> RoomJoined:
-        """Join ``room`` (again: updates meta); returns the members now in it."""
-        reply = await self._request(
-            RoomJoin(room=room, meta=meta, device_events=device_events), RoomJoined
-        )
+        """Join ``room`` (again: updates meta); returns the members now in it.
+
+        From then on :meth:`member_list` keeps the room's members up to date.
+        """
+        self._state.members.expect(room)  # member events before the reply wait for it
+        try:
+            reply = await self._request(
+                RoomJoin(room=room, meta=meta, device_events=device_events), RoomJoined
+            )
+        except BaseException:
+            self._state.join_failed(room)
+            raise
         self._state.joined(room, meta, device_events)
         return reply
 
@@ -289,8 +298,25 @@ class Client(Supervised):
         return reply
 
     async def members(self, room: str) -> RoomMembersReply:
-        """The visible members of ``room`` (membership not needed)."""
+        """Ask the server for the visible members of ``room`` (membership not needed).
+
+        For a room this client is in, the reply also refreshes :meth:`member_list`.
+        """
         return await self._request(RoomMembers(room=room), RoomMembersReply)
+
+    def member_list(self, room: str) -> MemberList | None:
+        """The members of ``room`` as this client knows them now, without asking the server.
+
+        Kept for every room joined through this client: seeded by ``room.joined``, moved by
+        each ``member.*`` event (alone or in a ``room.batch``) by the version rule of
+        docs/protocol.md (an event at or below the list's version is skipped, the next one
+        applied), and replaced by a ``room.members`` snapshot when a version is skipped or
+        after a reconnect (a ``members_resynced`` event says so when the list changed).
+        ``room.summary`` sets ``count`` only. The returned :class:`MemberList` is a copy:
+        call again for the latest. ``None`` for a room this client is not in (or before its
+        ``room.joined``); ``synced`` is false while a snapshot is due.
+        """
+        return self._state.members.get(room)
 
     async def count(self, room: str) -> int:
         """How many visible members ``room`` has."""

@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import msgspec
@@ -39,6 +39,7 @@ from presenced.client.events import (
 )
 from presenced.client.messaging import MessagingMixin
 from presenced.client.policy import Backoff, Decision, ResumeState, reconnect_decision
+from presenced.protocol.chat import Position
 from presenced.protocol.codec import decode_server, encode
 from presenced.protocol.messages import (
     Auth,
@@ -47,7 +48,15 @@ from presenced.protocol.messages import (
     ForceLeave,
     Heartbeat,
     HeartbeatAck,
+    MemberJoined,
+    MemberLeft,
+    MemberUpdated,
     RoomBatch,
+    RoomJoin,
+    RoomJoined,
+    RoomMembers,
+    RoomMembersReply,
+    RoomSummary,
     ServerMessage,
     Welcome,
 )
@@ -115,6 +124,7 @@ class Connection(MessagingMixin):
         self._reconnecting = False  # the supervisor is between connections
         self._reader: asyncio.Task[tuple[int | None, str]] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._sync_tasks: set[asyncio.Task[None]] = set()  # recoveries and re-snapshots
 
     # --- request plumbing ------------------------------------------------------------------
 
@@ -235,6 +245,7 @@ class Connection(MessagingMixin):
             self._heartbeat = asyncio.create_task(
                 self._heartbeats(ws, interval), name="presenced-client-heartbeat"
             )
+        self._sync_rooms(ws)  # the member snapshots a resume asks for
 
     def _detach(self, code: int | None, reason: str) -> None:
         """The connection is gone: stop its heartbeats, fail the requests waiting on it."""
@@ -243,6 +254,7 @@ class Connection(MessagingMixin):
             self._heartbeat.cancel()
             self._heartbeat = None
         self._ws = None
+        self._state.members.connection_lost()  # member events of the outage will be lost
         error = self._closed_error(code, reason)
         for future in self._pending.values():
             if not future.done():
@@ -254,6 +266,7 @@ class Connection(MessagingMixin):
         try:
             async for raw in ws:
                 self._dispatch(self._decode(raw))
+                self._sync_rooms(ws)
         except WSConnectionClosed:
             pass
         return ws.close_code, ws.close_reason or ""
@@ -277,6 +290,8 @@ class Connection(MessagingMixin):
         ref = getattr(message, "ref", None)
         if isinstance(ref, int):  # every ref we send is an int: this answers one of ours
             self._state.streams.reply(message)  # an ack moves the room's position
+            for surfaced in self._state.members.reply(message, self.user):  # a snapshot
+                self._emit(surfaced)
             future = self._pending.get(ref)
             if future is not None and not future.done():
                 future.set_result(message)
@@ -289,10 +304,56 @@ class Connection(MessagingMixin):
             self._forced = ForcedLeave(message.reason, message.message)
             self._state.clear()
             self._emit(self._forced)
+        elif isinstance(message, MemberJoined | MemberLeft | MemberUpdated | RoomSummary):
+            # The version rule: skipped when already in the list, held across a snapshot.
+            for surfaced in self._state.members.receive(message):
+                self._emit(surfaced)
         elif not isinstance(message, HeartbeatAck | Welcome):
-            # Room stream events are held while their room awaits a room.recovered.
+            # The offset rule: duplicates dropped, held while a room.recovered is due.
             for event in self._state.streams.receive(message):
                 self._received(event)
+
+    # --- room recoveries and member snapshots -----------------------------------------------
+
+    def _sync_rooms(self, ws: ClientConnection) -> None:
+        """Send the recoveries (offset gaps) and snapshots (version gaps, resumes) now due."""
+        for room, since in self._state.streams.take_recoveries():
+            self._spawn(self._recover(ws, room, since))
+        for room in self._state.members.take_requests():
+            self._spawn(self._resnapshot(ws, room))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._sync_tasks.add(task)
+        task.add_done_callback(self._sync_tasks.discard)
+
+    async def _recover(self, ws: ClientConnection, room: str, since: Position) -> None:
+        """``room.join`` with ``since``: the ``room.recovered`` that follows fills the gap."""
+        joined = self._state.rooms.get(room)
+        if joined is None:  # not (or no longer) a room of ours: nothing to recover
+            self._state.streams.forget(room)
+            return
+        join = RoomJoin(room=room, device_events=joined.device_events, since=since)
+        try:
+            await self._request_on(ws, join, RoomJoined)
+        except ConnectionClosed:
+            return  # the next welcome recovers from the same position
+        except (ClientError, TimeoutError) as exc:
+            log.warning("could not recover room %s from %s: %s", room, since, exc)
+            if ws is self._ws:
+                for event in self._state.streams.abandon(room):
+                    self._received(event)
+
+    async def _resnapshot(self, ws: ClientConnection, room: str) -> None:
+        """``room.members``: its reply replaces the room's member list."""
+        try:
+            await self._request_on(ws, RoomMembers(room=room), RoomMembersReply)
+        except ConnectionClosed:
+            return
+        except (ClientError, TimeoutError) as exc:
+            log.warning("could not refresh the members of room %s: %s", room, exc)
+            if ws is self._ws:
+                self._state.members.abandon(room)
 
     async def _heartbeats(self, ws: ClientConnection, interval: float) -> None:
         while True:
@@ -333,6 +394,8 @@ class Connection(MessagingMixin):
         else:
             self._stopped = ConnectionClosed(code, reason)
         self._ready = False
+        for task in self._sync_tasks:
+            task.cancel()
         self._hub.release()  # stopped during a restore: deliver what it brought
         if self._supervisor is not None or self._welcome is not None:
             self._emit(Disconnected(code, reason, will_reconnect=False))

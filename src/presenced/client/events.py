@@ -4,15 +4,22 @@ Events are the decoded server messages themselves (:mod:`presenced.protocol.mess
 ``MemberJoined``, ``Presence``...; :mod:`presenced.protocol.chat`: ``MessageEvent``,
 ``MessageEdited``, ``MessageDeleted``, ``Receipt``, ``TypingEvent``, ``RoomRecovered``)
 plus three the SDK adds about the connection: :class:`Connected`, :class:`Disconnected` and
-:class:`ForcedLeave`. Every event has a type name (:func:`event_type`): the wire ``type`` for
-server messages, ``"connected"``, ``"disconnected"`` and ``"forced_leave"`` for the SDK's
-own; ``Client.on`` is keyed on it.
+:class:`ForcedLeave`, and two about rooms: :class:`~presenced.client.streams.RecoveryFailed`
+and :class:`~presenced.client.members.MembersResynced`. Every event has a type name
+(:func:`event_type`): the wire ``type`` for server messages, ``"connected"``,
+``"disconnected"``, ``"forced_leave"``, ``"recovery_failed"`` and ``"members_resynced"`` for
+the SDK's own; ``Client.on`` is keyed on it.
 
 Room streams: each room's ``message`` / ``message.edited`` / ``message.deleted`` events reach
-the application once each, in offset order, across reconnects. After a reconnect the events
-missed come in one ``room.recovered`` per room (after the ``connected`` event); when its
-``recovered`` is false the gap could not be filled (history trimmed, or a new epoch after a
-server restart): reload the room, e.g. with ``Client.history()``.
+the application once each, in offset order, across reconnects and gaps. Events missed come in
+a ``room.recovered`` (after a reconnect, after the ``connected`` event; or when the SDK saw a
+gap in the offsets). When its ``recovered`` is false the gap could not be filled (history
+trimmed, or a new epoch after a server restart): a ``recovery_failed`` follows it: reload
+the room, e.g. with ``Client.history()``.
+
+Members: ``member.*`` events are surfaced once each, in version order; those already in the
+client's member list (``Client.member_list``) are skipped. After a version gap or a reconnect
+the list is replaced by a snapshot, and a ``members_resynced`` says so when it changed.
 
 :class:`EventHub` is the delivery machinery: a queue for ``Client.events()`` and the
 callbacks registered with ``Client.on``.
@@ -34,6 +41,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from presenced.client.members import MembersResynced
+from presenced.client.streams import RecoveryFailed
 from presenced.errors import PresencedError
 from presenced.protocol.messages import ServerMessage, Welcome
 
@@ -47,6 +56,8 @@ __all__ = [
     "EventHub",
     "ForceLeaveError",
     "ForcedLeave",
+    "MembersResynced",
+    "RecoveryFailed",
     "event_type",
 ]
 
@@ -94,13 +105,13 @@ class ForcedLeave:
     message: str
 
 
-Event = ServerMessage | Connected | Disconnected | ForcedLeave
+Event = ServerMessage | Connected | Disconnected | ForcedLeave | RecoveryFailed | MembersResynced
 """Anything ``Client.events()`` yields or ``Client.on`` callbacks receive."""
 
 
 def event_type(event: Event) -> str:
     """The name an event is dispatched under (``"member.joined"``, ``"connected"``...)."""
-    if isinstance(event, Connected | Disconnected | ForcedLeave):
+    if isinstance(event, Connected | Disconnected | ForcedLeave | RecoveryFailed | MembersResynced):
         return event.type
     return str(type(event).__struct_config__.tag)
 

@@ -181,7 +181,7 @@ class MessagingMixin(abc.ABC):
 
     # --- delivered receipts ------------------------------------------------------------------
 
-    def _received(self, event: ServerMessage) -> None:
+    def _received(self, event: Event) -> None:
         """Surface a server event; note a delivered receipt for messages by others."""
         if self._auto_delivered:
             receipt = delivered_receipt(event, self.user)

@@ -1,41 +1,29 @@
 """The client SDK's decisions, pure: how long to wait, whether to reconnect, what to restore.
 
 Nothing here touches asyncio, sockets or a clock; randomness and time are passed in. That
-keeps the rules of behaviour.md ("Close codes and what a client should do", "Resume") and
-messaging.md ("Recovery", receipts, typing) in one place that unit tests can walk
-exhaustively, while :mod:`presenced.client.client` and :mod:`presenced.client.messaging`
-only apply them.
+keeps the rules of docs/protocol.md ("Close codes", "Sessions, grace and resume",
+"Recovery", receipts, typing) in one place that unit tests can walk exhaustively, while
+:mod:`presenced.client.client` and :mod:`presenced.client.messaging` only apply them.
 
-Room stream positions (:class:`StreamPositions`) are what makes recovery exact: the SDK
-remembers, per room, the last ``(epoch, offset)`` it handed the application, sends them in
-``auth.positions`` when resuming and as ``since`` when re-joining, and holds a room's live
-events back until the ``room.recovered`` that answers them has been surfaced, so the
-application sees every event once, in order.
+Two more pure modules hold the per-room rules that :class:`ResumeState` carries:
+:mod:`presenced.client.streams` (stream positions and the offset gap rule, which make
+recovery exact) and :mod:`presenced.client.members` (member lists and the version rule).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from presenced.protocol.chat import (
-    MessageAck,
-    MessageDeleted,
-    MessageEdited,
-    MessageEvent,
-    Position,
-    ReceiptDelivered,
-    RoomEvent,
-    RoomRecovered,
-)
+from presenced.client.members import MemberViews
+from presenced.client.streams import UNKNOWN_EPOCH, StreamPositions
+from presenced.protocol.chat import MessageEvent, Position, ReceiptDelivered, RoomRecovered
 from presenced.protocol.codes import CloseCode, ErrorCode
 from presenced.protocol.fields import ClientStatus
 from presenced.protocol.messages import (
     PresenceSubscribe,
     RoomJoin,
-    ServerMessage,
     StatusSet,
     Welcome,
 )
@@ -176,125 +164,7 @@ def retry_delay(decision: Decision, attempt: int, rand: float, backoff: Backoff)
     return backoff.delay(attempt, rand)
 
 
-# --- room streams --------------------------------------------------------------------------
-
-UNKNOWN_EPOCH = ""
-"""The epoch a re-join sends in ``since`` for a room where nothing was seen yet.
-
-No stream has it, so the server answers ``room.recovered`` with recovered=false: after a
-failed resume the SDK cannot prove such a room stayed quiet, and the application reloads it.
-"""
-
-_STREAM_EVENTS = (MessageEvent, MessageEdited, MessageDeleted)
-
-
-@dataclass(slots=True)
-class StreamPositions:
-    """Per room, the last ``(epoch, offset)`` handed to the application, and recoveries due.
-
-    ``known[room]`` advances with every stream event surfaced (``message``,
-    ``message.edited``, ``message.deleted``, the events of a ``room.recovered``) and with the
-    replies that carry an offset (``message.ack``, the requester's own edited / deleted). A
-    different epoch replaces the position: the old offsets mean nothing any more.
-
-    ``awaiting[room]`` exists while a ``room.recovered`` is due for the room (after a resume,
-    or a re-join with ``since``). Live events for it are held there, not surfaced and not
-    counted, because the recovery may contain them too; when it arrives, the recovery is
-    surfaced first and then only the held events it does not cover. A connection lost in
-    between drops what was held: the position never moved, so the next recovery has it.
-    """
-
-    known: dict[str, Position] = field(default_factory=dict)
-    awaiting: dict[str, list[RoomEvent]] = field(default_factory=dict)
-
-    def position(self, room: str) -> Position | None:
-        """The last position surfaced in ``room``, if any event was."""
-        return self.known.get(room)
-
-    def advance(self, room: str, epoch: str, offset: int) -> None:
-        """Record that the application has the stream of ``room`` up to ``offset``."""
-        old = self.known.get(room)
-        if old is None or old.epoch != epoch or offset > old.offset:
-            self.known[room] = Position(epoch=epoch, offset=offset)
-
-    def forget(self, room: str) -> None:
-        """The session left ``room``: a later join starts from nothing."""
-        self.known.pop(room, None)
-        self.awaiting.pop(room, None)
-
-    def expect(self, room: str) -> None:
-        """A ``room.recovered`` is due for ``room``: hold its live events until then."""
-        self.awaiting[room] = []
-
-    def since(self, room: str) -> Position:
-        """What a re-join of ``room`` sends as ``since`` (see :data:`UNKNOWN_EPOCH`)."""
-        return self.known.get(room) or Position(epoch=UNKNOWN_EPOCH, offset=0)
-
-    def for_auth(self, rooms: Iterable[str]) -> dict[str, Position] | None:
-        """``auth.positions`` for a resume: the known position of each of ``rooms``.
-
-        Rooms without one are left out; the server then recovers them from where it noticed
-        the drop (approximate, but all it can do).
-        """
-        positions = {room: self.known[room] for room in rooms if room in self.known}
-        return positions or None
-
-    def receive(self, message: ServerMessage) -> list[ServerMessage]:
-        """An unsolicited server message arrived: what to surface now, in order.
-
-        Stream events of an awaited room are held (nothing surfaced); a ``room.recovered``
-        releases them. Everything else passes through unchanged.
-        """
-        if isinstance(message, RoomRecovered):
-            return self._recovered(message)
-        if isinstance(message, _STREAM_EVENTS):
-            held = self.awaiting.get(message.room)
-            if held is not None:
-                held.append(message)
-                return []
-            self.advance(message.room, message.epoch, message.offset)
-        return [message]
-
-    def reply(self, message: ServerMessage) -> None:
-        """A reply to one of our requests arrived: an ack, edit or delete moves the position.
-
-        Not while the room awaits a recovery: the recovery sets the position.
-        """
-        if (
-            isinstance(message, MessageAck | MessageEdited | MessageDeleted)
-            and message.room not in self.awaiting
-        ):
-            self.advance(message.room, message.epoch, message.offset)
-
-    def _recovered(self, message: RoomRecovered) -> list[ServerMessage]:
-        held = self.awaiting.pop(message.room, [])
-        # The recovery covers the stream up to its offset (exactly when recovered; by a
-        # reload when not): a held event past it is new, one at or before it a duplicate.
-        self.advance(message.room, message.epoch, message.offset)
-        out: list[ServerMessage] = [message]
-        for event in held:
-            if event.epoch == message.epoch and event.offset > message.offset:
-                self.advance(event.room, event.epoch, event.offset)
-                out.append(event)
-        return out
-
-    def settle(self) -> list[ServerMessage]:
-        """No ``room.recovered`` came for the rooms still awaited (the server had nothing to
-        recover them from): release their held events as they are."""
-        out: list[ServerMessage] = []
-        for held in self.awaiting.values():
-            for event in held:
-                self.advance(event.room, event.epoch, event.offset)
-                out.append(event)
-        self.awaiting.clear()
-        return out
-
-    def connection_lost(self) -> None:
-        """Drop held events: they were never counted, so the next recovery brings them."""
-        self.awaiting.clear()
-
-
-def delivered_receipt(event: ServerMessage, me: str | None) -> ReceiptDelivered | None:
+def delivered_receipt(event: object, me: str | None) -> ReceiptDelivered | None:
     """The ``receipt.delivered`` that ``event`` calls for, if any.
 
     Messages by others count, live or inside a ``room.recovered``; our own user's messages
@@ -399,6 +269,7 @@ class ResumeState:
     status: ClientStatus | None = None  # None: never set, the server default stands
     text: str | None = None
     streams: StreamPositions = field(default_factory=StreamPositions)
+    members: MemberViews = field(default_factory=MemberViews)
 
     def joined(
         self, room: str, meta: dict[str, Any] | None = None, device_events: bool = False
@@ -413,6 +284,14 @@ class ResumeState:
         """The session is no longer in ``room`` (room.left, or NOT_IN_ROOM)."""
         self.rooms.pop(room, None)
         self.streams.forget(room)
+        self.members.forget(room)
+
+    def join_failed(self, room: str) -> None:
+        """A ``room.join`` sent by the application got no ``room.joined``."""
+        if room in self.rooms:
+            self.members.abandon(room)  # joined before: the list stays, unheld
+        else:
+            self.members.forget(room)
 
     def meta_set(self, room: str, meta: dict[str, Any]) -> None:
         """The server accepted room.meta: a re-join carries the new metadata."""
@@ -438,6 +317,7 @@ class ResumeState:
         self.status = None
         self.text = None
         self.streams = StreamPositions()
+        self.members = MemberViews()
 
     def auth_positions(self) -> dict[str, Position] | None:
         """``auth.positions`` for the next connect: only when it will ask to resume."""
@@ -457,13 +337,20 @@ class ResumeState:
         Recovery: every restored room awaits the ``room.recovered`` the server sends after
         a resumed welcome (from ``auth.positions``), and every re-join carries ``since`` (the
         known position, else :data:`UNKNOWN_EPOCH`) and awaits the answer to it.
+
+        Members: events of the outage are lost, so every member list waits for a snapshot:
+        a restored room's from the ``room.members`` it asks for
+        (:meth:`~presenced.client.members.MemberViews.take_requests`), a re-joined room's
+        from its ``room.joined``.
         """
         self.resume_token = welcome.resume_token
         self.streams.connection_lost()
+        self.members.connection_lost()
         if welcome.resumed:
             for room in welcome.rooms:
                 self.rooms.setdefault(room, RoomState())
                 self.streams.expect(room)
+                self.members.refresh(room)
             rooms = [r for r in self.rooms if r not in set(welcome.rooms)]
             users = sorted(self.subscriptions.difference(welcome.subscriptions))
             status = None
@@ -484,6 +371,7 @@ class ResumeState:
         )
         for room in rooms:
             self.streams.expect(room)
+            self.members.expect(room)
         subscribes = tuple(
             PresenceSubscribe(users=users[i : i + MAX_USERS_PER_SUBSCRIBE])
             for i in range(0, len(users), MAX_USERS_PER_SUBSCRIBE)

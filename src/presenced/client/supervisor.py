@@ -162,11 +162,14 @@ class Supervised(Connection):
         streams = self._state.streams
         if not streams.awaiting:
             return
+        awaited = dict(streams.awaiting)  # a gap found meanwhile starts a recovery of its own
         try:
             await self._request_on(ws, Heartbeat(), HeartbeatAck)
         except ClientError as exc:  # RATE_LIMITED and the like: do not hold events forever
             log.debug("settle heartbeat refused: %s", exc)
-        for room in streams.awaiting:
-            log.debug("no room.recovered for %s after the reconnect", room)
-        for event in streams.settle():
+        for room in awaited:
+            if streams.awaiting.get(room) is awaited[room]:
+                log.debug("no room.recovered for %s after the reconnect", room)
+        for event in streams.settle(awaited):
             self._received(event)
+        self._sync_rooms(ws)
