@@ -313,7 +313,9 @@ def test_missing_sub() -> None:
     assert auth_failure(verifier(), hs256(claims(sub=...))) == "claim `sub` missing"
 
 
-@pytest.mark.parametrize("sub", ["", "has space", "tab\tbed", "line\n", "x" * 257, 42, ["a"]])
+@pytest.mark.parametrize(
+    "sub", ["", "has space", "tab\tbed", "line\n", "x" * 257, 42, ["a"], "lone\ud800", "\udc00"]
+)
 def test_bad_sub(sub: object) -> None:
     message = auth_failure(verifier(), hs256(claims(sub=sub)))
     assert message.startswith("claim `sub` must be a string of 1-256 characters")
@@ -323,7 +325,9 @@ def test_longest_sub_is_accepted() -> None:
     assert verifier().verify(hs256(claims(sub="x" * 256)), NOW).user == "x" * 256
 
 
-@pytest.mark.parametrize("rooms", [None, "chat:*", [1], ["ok", ""], ["x" * 257], {"a": 1}])
+@pytest.mark.parametrize(
+    "rooms", [None, "chat:*", [1], ["ok", ""], ["x" * 257], {"a": 1}, ["ok", "chat:\ud800*"]]
+)
 def test_bad_rooms_claim(rooms: object) -> None:
     message = auth_failure(verifier(), hs256(claims(rooms=rooms)))
     assert message.startswith("claim `rooms` must be a list of room patterns")

@@ -39,7 +39,14 @@ from presenced.protocol.chat import (
     TypingStart,
     TypingStop,
 )
-from presenced.protocol.codec import convert_auth, decode_client, decode_server, encode
+from presenced.protocol.codec import (
+    MAX_NESTING,
+    check_free_form,
+    convert_auth,
+    decode_client,
+    decode_server,
+    encode,
+)
 from presenced.protocol.codes import ErrorCode
 from presenced.protocol.messages import (
     Activity,
@@ -1198,3 +1205,68 @@ def _near_frames(draw: st.DrawFn) -> bytes:
 @given(_near_frames())
 def test_decode_client_on_damaged_json_frames(data: bytes) -> None:
     _check_decode(data)
+
+
+# --- free-form values: depth and encodability ---------------------------------------------
+
+
+def _nested(levels: int, inner: Any = 1, *, lists: bool = False) -> Any:
+    value: Any = inner
+    for _ in range(levels):
+        value = [value] if lists else {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("tag", "field"),
+    [("auth", "device_info"), ("room.join", "meta"), ("room.meta", "meta"),
+     ("message.send", "body"), ("message.edit", "body")],
+)  # fmt: skip
+def test_free_form_fields_nest_at_most_max_nesting_levels(tag: str, field: str) -> None:
+    base: dict[str, Any] = {"type": tag, "room": "r", "id": "m", "device": "d", "ref": "x"}
+    decode_client(_frame({**base, field: _nested(MAX_NESTING)}))
+    error = _reject(_frame({**base, field: _nested(MAX_NESTING + 1)}))
+    assert (error.code, error.field, error.ref) == (ErrorCode.BAD_REQUEST, field, "x")
+    assert f"deeper than {MAX_NESTING} levels" in error.message
+
+
+def test_arrays_count_as_levels_and_scalars_do_not() -> None:
+    check_free_form({"a": _nested(MAX_NESTING - 1, "deepest leaf", lists=True)}, "meta")
+    with pytest.raises(ProtocolError) as info:
+        check_free_form({"a": _nested(MAX_NESTING, lists=True)}, "meta")
+    assert "meta.a" + "[0]" * (MAX_NESTING - 1) in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("meta", "code", "field"),
+    [
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, ErrorCode.BAD_JSON, None),
+        # An array where an object belongs is a type error before it is a depth one.
+        (b"[" * 5000 + b"]" * 5000, ErrorCode.BAD_REQUEST, "meta"),
+    ],
+    ids=["object", "array"],
+)
+def test_a_frame_too_deep_to_parse_is_an_error_not_a_crash(
+    meta: bytes, code: ErrorCode, field: str | None
+) -> None:
+    error = _reject(b'{"type": "room.join", "room": "r", "meta": ' + meta + b', "ref": 3}')
+    assert (error.code, error.field) == (code, field)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": "\ud800"}, {"\udc00": 1}, {"a": ["ok", {"b": "x\ud800y"}]}],
+    ids=["value", "key", "nested"],
+)
+def test_strings_that_utf8_cannot_encode_are_refused_by_convert_auth(value: Any) -> None:
+    # The connect URL's device_info is parsed by json.loads, which accepts lone surrogates.
+    with pytest.raises(ProtocolError) as info:
+        convert_auth({"type": "auth", "device": "d", "user": "u", "device_info": value})
+    assert (info.value.code, info.value.field) == (ErrorCode.BAD_REQUEST, "device_info")
+    info.value.message.encode()  # the error itself can be sent
+
+
+def test_convert_auth_accepts_ordinary_device_info() -> None:
+    info = {"app": "ios", "név": "Zoë ☃", "v": [3, 2], "deep": _nested(MAX_NESTING - 1)}
+    auth = convert_auth({"type": "auth", "device": "d", "user": "u", "device_info": info})
+    assert auth.device_info == info

@@ -63,8 +63,11 @@ SUPPORTED_ALGORITHMS: Final[tuple[str, ...]] = (*_HMAC_MIN_BYTES, *_RSA_ALGORITH
 _MAX_TOKEN_CHARS: Final = 16 * 1024
 _MAX_ROOM_PATTERNS: Final = 1000
 _MAX_NAME_CHARS: Final = 256
-# Same rule as protocol.messages.Name: 1-256 characters, none of them white space.
-_NAME_RE: Final = re.compile(rf"[^\s]{{1,{_MAX_NAME_CHARS}}}")
+# Same rule as protocol.messages.Name: 1-256 characters, none of them white space, and no
+# lone UTF-16 surrogate (a JSON decoder accepts "\ud800"; no UTF-8 encoder writes it back, so
+# a session holding one could not be saved).
+_NAME_RE: Final = re.compile(rf"[^\s\ud800-\udfff]{{1,{_MAX_NAME_CHARS}}}")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 _PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 _Key = bytes | _PublicKey
@@ -269,7 +272,8 @@ def _rooms_claim(claims: Mapping[str, Any]) -> tuple[str, ...] | None:
     # null is refused rather than read as "any room": a backend that meant "no rooms" and
     # wrote null must not grant everything.
     if not isinstance(value, list) or not all(
-        isinstance(p, str) and 0 < len(p) <= _MAX_NAME_CHARS for p in value
+        isinstance(p, str) and 0 < len(p) <= _MAX_NAME_CHARS and not _SURROGATE.search(p)
+        for p in value
     ):
         raise _fail(
             f"claim `rooms` must be a list of room patterns "

@@ -3,6 +3,9 @@
 Decoding is one msgspec call on the happy path. On failure the error is classified (not JSON,
 unknown type, bad field) and the offending field named from msgspec's error path; the request's
 ``ref`` is recovered by a second, lenient parse so even a rejected request can be matched.
+Free-form values (``device_info``, ``meta``, an object ``body``) are then checked by
+:func:`check_free_form`: nested at most :data:`MAX_NESTING` levels, every string encodable as
+UTF-8, so that whatever a handler stores or forwards later can be copied and encoded.
 Encoding is one call too; a broadcast is encoded once and the bytes written to every socket.
 """
 
@@ -14,10 +17,30 @@ from typing import Any
 import msgspec
 
 from presenced.errors import ProtocolError
+from presenced.protocol.chat import MessageEdit, MessageSend
 from presenced.protocol.codes import ErrorCode
-from presenced.protocol.messages import Auth, ClientMessage, ServerMessage
+from presenced.protocol.messages import Auth, ClientMessage, RoomJoin, RoomMeta, ServerMessage
 
-__all__ = ["convert_auth", "decode_client", "decode_server", "encode"]
+__all__ = [
+    "MAX_NESTING",
+    "check_free_form",
+    "convert_auth",
+    "decode_client",
+    "decode_server",
+    "encode",
+]
+
+MAX_NESTING = 32
+"""How deep a free-form value may nest: objects and arrays, the outer object counting as one."""
+
+# The free-form fields of each client message, checked after decoding.
+_FREE_FORM: dict[type[Any], tuple[str, ...]] = {
+    Auth: ("device_info",),
+    RoomJoin: ("meta",),
+    RoomMeta: ("meta",),
+    MessageSend: ("body",),
+    MessageEdit: ("body",),
+}
 
 _client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 _server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
@@ -41,12 +64,20 @@ def decode_client(data: bytes | str, *, max_bytes: int | None = None) -> ClientM
             f"frame of {len(data)} bytes is over the limit of {max_bytes}",
         )
     try:
-        return _client_decoder.decode(data)
+        message = _client_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _classify_validation(str(exc), _recover_ref(data)) from None
     except (msgspec.DecodeError, UnicodeError) as exc:
         # Invalid UTF-8 inside a string surfaces as UnicodeDecodeError, not DecodeError.
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec gives up near 1,000 levels; far past what any field may hold.
+        raise ProtocolError(
+            ErrorCode.BAD_JSON,
+            f"frame nests too deeply: free-form values may nest at most {MAX_NESTING} levels",
+        ) from None
+    _check_free_form_fields(message)
+    return message
 
 
 def convert_auth(fields: dict[str, Any]) -> Auth:
@@ -56,9 +87,69 @@ def convert_auth(fields: dict[str, Any]) -> Auth:
     them; errors name the field exactly as :func:`decode_client` does.
     """
     try:
-        return msgspec.convert(fields, Auth, strict=False)
+        message = msgspec.convert(fields, Auth, strict=False)
     except msgspec.ValidationError as exc:
         raise _classify_validation(str(exc), None) from None
+    _check_free_form_fields(message)
+    return message
+
+
+def check_free_form(value: object, field: str, ref: str | int | None = None) -> None:
+    """Refuse a free-form JSON value that could not be stored or sent on as it is.
+
+    Raises a ``BAD_REQUEST`` :class:`ProtocolError` naming ``field`` (and where inside it)
+    when ``value`` nests deeper than :data:`MAX_NESTING` levels of objects and arrays, or
+    holds a string (key or value) that is not encodable as UTF-8, such as a lone UTF-16
+    surrogate (``json.loads`` accepts ``"\\ud800"``; no encoder will write it back).
+    """
+    stack: list[tuple[object, int, str]] = [(value, 1, field)]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, path, field, ref)
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_NESTING:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"field `{field}` nests deeper than {MAX_NESTING} levels (at `{path}`)",
+                field=field,
+                ref=ref,
+            )
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                inner = f"{path}.{key}" if isinstance(key, str) and key.isascii() else path
+                if isinstance(key, str):
+                    _check_text(key, inner, field, ref)
+                stack.append((sub, depth + 1, inner))
+        else:
+            stack.extend((sub, depth + 1, f"{path}[{i}]") for i, sub in enumerate(item))
+
+
+def _check_text(text: str, path: str, field: str, ref: str | int | None) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"field `{field}` holds a string that is not valid UTF-8 "
+            f"(a lone surrogate?) at `{path}`",
+            field=field,
+            ref=ref,
+        ) from None
+
+
+def _check_free_form_fields(message: ClientMessage) -> None:
+    names = _FREE_FORM.get(type(message))
+    if names is None:
+        return
+    for name in names:
+        value = getattr(message, name)
+        if value is not None and not isinstance(value, str):
+            check_free_form(value, name, message.ref)
 
 
 def decode_server(data: bytes | str) -> ServerMessage:
@@ -69,7 +160,7 @@ def decode_server(data: bytes | str) -> ServerMessage:
 def _recover_ref(data: bytes | str) -> str | int | None:
     try:
         obj: Any = _any_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeError):
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
         return None
     if isinstance(obj, dict):
         ref = obj.get("ref")

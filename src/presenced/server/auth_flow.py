@@ -3,26 +3,37 @@
 A resume within grace restores the session on the new connection (rooms, subscriptions,
 status) with nothing seen by others, then replays what each room's stream moved on by. A
 failed resume (unknown or spent token, another user) opens a fresh session and says why.
+
+All or nothing: the request was validated by the codec before it got here; ownership of a
+resumed session is checked before it is taken from another node; a new session's record is
+written before its presence (so no presence entry is ever without a session behind it); and a
+step that fails undoes the ones before it, leaving the connection unauthenticated (it may try
+again) and nothing of the session behind. A resume takes its rights (room patterns,
+moderator) from the credentials presented now and leaves the rooms they no longer allow.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
-from presenced.auth import Identity, insecure_identity
+from presenced.auth import Identity, insecure_identity, room_allowed
 from presenced.errors import AuthError, ProtocolError
 from presenced.presence.session import Session, SessionState
-from presenced.protocol.codes import SUPPORTED_PROTOCOLS, CloseCode, ErrorCode
+from presenced.protocol.codes import SUPPORTED_PROTOCOLS, CloseCode, ErrorCode, LeaveReason
 from presenced.protocol.messages import Auth, DeviceBack, Welcome
 from presenced.server.fanout import node_channel
-from presenced.typing import DeviceId, SessionId
+from presenced.typing import DeviceId, SessionId, UserId
 
 if TYPE_CHECKING:
     from presenced.server.connection import Connection
     from presenced.server.node import Node
 
 __all__ = ["authenticate"]
+
+log = logging.getLogger(__name__)
 
 
 async def authenticate(node: Node, conn: Connection, msg: Auth) -> None:
@@ -37,12 +48,29 @@ async def authenticate(node: Node, conn: Connection, msg: Auth) -> None:
         )
     identity = _identify(node, msg)
     node.authenticated(conn)
-    now = node.clock.monotonic()
-    resume_error: str | None = None
-    if msg.resume is not None:
-        if await _resume(node, conn, identity, msg, now):
-            return
-        resume_error = "resume token unknown or grace expired: a new session was opened"
+    try:
+        now = node.clock.monotonic()
+        resume_error: str | None = None
+        if msg.resume is not None:
+            if await _resume(node, conn, identity, msg, now):
+                return
+            resume_error = "resume token unknown or grace expired: a new session was opened"
+        await _open(node, conn, identity, msg, now, resume_error)
+    except BaseException:
+        if conn.session is None:  # undone: the connection may authenticate again
+            node.unauthenticated(conn)
+        raise
+
+
+async def _open(
+    node: Node,
+    conn: Connection,
+    identity: Identity,
+    msg: Auth,
+    now: float,
+    resume_error: str | None,
+) -> None:
+    """A fresh session: record first, then presence; undone whole if a step fails."""
     session = Session(
         id=SessionId(secrets.token_urlsafe(12)),
         user=identity.user,
@@ -54,14 +82,42 @@ async def authenticate(node: Node, conn: Connection, msg: Auth) -> None:
         node=node.node_id,
     )
     node.registry.add(session, now)
-    await node.attach_session(conn, session)
-    backplane = node.backplane
-    change = await backplane.presence.set(
-        session.user, session.id, session.effective_status, None, node.clock.wall()
-    )
-    await node.save(session)
+    try:
+        await node.attach_session(conn, session)
+        # The record first: whatever crashes next, a presence entry has a session behind it
+        # (a record whose node dies is reaped with it).
+        if not await node.save(session):
+            return  # not reached: a fresh id has no other owner (``save`` let it go)
+        change = await node.backplane.presence.set(
+            session.user, session.id, session.effective_status, None, node.clock.wall()
+        )
+    except BaseException:
+        await _undo_open(node, conn, session)
+        raise
     conn.send(_welcome(node, session, msg, resumed=False, resume_error=resume_error))
     await node.events.presence_changed(session.user, change)
+
+
+async def _undo_open(node: Node, conn: Connection, session: Session) -> None:
+    """Take back a session that failed half way: the registry entry and the fan-out binding,
+    then its presence entry, then its record. The record stays if the presence entry could
+    not be removed (the store is failing): never a presence entry without a record. What a
+    failing store keeps is left to its failsafe ttls (nothing here refreshes it)."""
+    node.registry.release(session.id)
+    node.detach(conn, session)
+    backplane = node.backplane
+    if await _undo_step(backplane.presence.remove(session.user, session.id, node.clock.wall())):
+        await _undo_step(backplane.sessions.delete(session.id, owner=node.node_id))
+    node.rearm()
+
+
+async def _undo_step(step: Awaitable[Any]) -> bool:
+    try:
+        await step
+    except Exception:
+        log.exception("undoing a failed authentication")
+        return False
+    return True
 
 
 def _identify(node: Node, msg: Auth) -> Identity:
@@ -89,7 +145,7 @@ async def _resume(node: Node, conn: Connection, identity: Identity, msg: Auth, n
     registry = node.registry
     session = registry.by_resume_token(msg.resume)
     if session is None:
-        session = await _take_from_another_node(node, msg.resume, now)
+        session = await _take_from_another_node(node, msg.resume, identity.user, now)
     if session is None or session.user != identity.user:
         return False
     old = node.connection_of(session.id)
@@ -100,15 +156,24 @@ async def _resume(node: Node, conn: Connection, identity: Identity, msg: Auth, n
         registry.transport_lost(session.id, now)
         await node.entered_grace(session)
     registry.resume(session.id, now, secrets.token_urlsafe(24))
-    await node.attach_session(conn, session)
-    if session.auto_away:  # coming back is activity
-        session.auto_away = False
-        await node.set_status(session)
-    for room, options in session.rooms.items():
-        await node.fanout.join_room(conn, room, options.device_events)
-    for user in session.subscriptions:
-        await node.fanout.watchers.add(user, conn)
-    await node.save(session)
+    try:
+        await node.attach_session(conn, session)
+        # The rights are the credentials' presented now, not the first token's.
+        session.room_patterns = identity.rooms
+        session.moderator = identity.moderator
+        await _leave_forbidden_rooms(node, session)
+        if session.auto_away:  # coming back is activity
+            session.auto_away = False
+            await node.set_status(session)
+        for room, options in session.rooms.items():
+            await node.fanout.join_room(conn, room, options.device_events)
+        for user in session.subscriptions:
+            await node.fanout.watchers.add(user, conn)
+        if not await node.save(session):
+            return True  # taken by another node meanwhile: ``save`` closed this connection
+    except BaseException:
+        _back_to_grace(node, conn, session)
+        raise
     conn.send(_welcome(node, session, msg, resumed=True))
     from presenced.server.messaging import recover
 
@@ -120,12 +185,45 @@ async def _resume(node: Node, conn: Connection, identity: Identity, msg: Auth, n
     return True
 
 
-async def _take_from_another_node(node: Node, token: str, now: float) -> Session | None:
-    """Resume anywhere: a session owned by another node (alive, or dead and not yet reaped)
-    moves here if it is still live; its old owner is told to let it go."""
+async def _leave_forbidden_rooms(node: Node, session: Session) -> None:
+    """Leave (with the usual member.left) each room the session's patterns no longer allow.
+
+    Membership goes before the record (saved by the caller), as in ``room.leave``."""
+    from presenced.server.messaging import clear_typing
+
+    for room in [r for r in session.rooms if not room_allowed(session.room_patterns, r)]:
+        await clear_typing(node, session, room)
+        change = await node.backplane.rooms.remove(room, session.user, session.id)
+        del session.rooms[room]
+        session.marks.pop(room, None)
+        await node.events.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
+
+
+def _back_to_grace(node: Node, conn: Connection, session: Session) -> None:
+    """A resume failed half way: the session goes back to grace (it ends when grace does)."""
+    if conn.session is session:
+        node.detach(conn, session)
+    if node.registry.get(session.id) is session and session.state is SessionState.ACTIVE:
+        node.registry.transport_lost(session.id, node.clock.monotonic())
+        node.spawn(node.entered_grace(session))
+    node.rearm()
+
+
+async def _take_from_another_node(
+    node: Node, token: str, user: UserId, now: float
+) -> Session | None:
+    """Resume anywhere: a session of ``user`` owned by another node (alive, or dead and not
+    yet reaped) moves here if it is still live; its old owner is told to let it go.
+
+    Ownership is checked first: another user's token takes nothing from anyone."""
     sessions = node.backplane.sessions
     record = await sessions.by_resume_token(token)
-    if record is None or record.state is SessionState.CLOSED or record.node == node.node_id:
+    if (
+        record is None
+        or record.user != user
+        or record.state is SessionState.CLOSED
+        or record.node == node.node_id
+    ):
         return None
     previous = record.node
     if not await sessions.take(record.id, previous, node.node_id):

@@ -7,6 +7,7 @@ A :class:`ProtocolError` raised here becomes an ``error`` reply with the request
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,6 +44,8 @@ from presenced.server.node import Node
 from presenced.typing import RoomId, UserId
 
 __all__ = ["dispatch"]
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Node, Connection, Session, Any], Awaitable[None]]
 
@@ -97,12 +100,16 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
     meta = msg.meta if msg.meta is not None else (previous.meta if previous else None)
     session.rooms[room] = RoomOptions(meta=meta, device_events=msg.device_events)
     # The record first: whatever crashes next, no room holds a member its record does not list.
-    if not await node.save(session):
-        return
-    private = await backplane.presence.get_private(session.user)
-    change = await backplane.rooms.add(
-        room, session.user, session.id, msg.meta, private.status == "invisible"
-    )
+    try:
+        if not await node.save(session):
+            return
+        private = await backplane.presence.get_private(session.user)
+        change = await backplane.rooms.add(
+            room, session.user, session.id, msg.meta, private.status == "invisible"
+        )
+    except BaseException:
+        await _undo_join(node, session, room, previous)
+        raise
     await node.fanout.join_room(conn, room, msg.device_events)
     await node.events.publish_change(change, origin=session.id)
     snapshot = await backplane.rooms.snapshot(room)
@@ -118,6 +125,26 @@ async def _join(node: Node, conn: Connection, session: Session, msg: RoomJoin) -
         from presenced.server.messaging import recover
 
         await recover(node, conn, session, room, msg.since)
+
+
+async def _undo_join(
+    node: Node, session: Session, room: RoomId, previous: RoomOptions | None
+) -> None:
+    """The room add failed: the session's rooms become what they were, and are saved again.
+
+    A first join whose add may have landed anyway (a store that failed after applying it) is
+    taken out of the room too, with the member.left that pairs any member.joined seen."""
+    if previous is not None:
+        session.rooms[room] = previous
+    else:
+        session.rooms.pop(room, None)
+    try:
+        if previous is None:
+            change = await node.backplane.rooms.remove(room, session.user, session.id)
+            await node.events.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
+        await node.save(session)
+    except Exception:
+        log.exception("undoing a failed room.join of %s", room)
 
 
 async def _leave(node: Node, conn: Connection, session: Session, msg: RoomLeave) -> None:

@@ -234,6 +234,17 @@ class Node:
         self.registry.disarm(DeadlineKind.AUTH, conn.id)
         self._pending.pop(conn.id, None)
 
+    def unauthenticated(self, conn: Connection) -> None:
+        """An authentication failed half way and was undone: the connection may try again,
+        within a fresh ``auth_timeout``."""
+        if conn.closing or conn.session is not None:
+            return
+        self._pending[conn.id] = conn
+        self.registry.arm(
+            DeadlineKind.AUTH, conn.id, self.clock.monotonic() + self.settings.auth_timeout
+        )
+        self.rearm()
+
     def connection_closed(self, conn: Connection) -> None:
         """The socket is gone: an ACTIVE session enters grace."""
         self._pending.pop(conn.id, None)
@@ -530,11 +541,15 @@ class Node:
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
+    """A JSON object given as text in the connect URL (checked further by ``convert_auth``)."""
     import json
 
+    def no_constant(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(text, parse_constant=no_constant)
+    except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"`{field}` must be a JSON object", field=field)
