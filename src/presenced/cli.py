@@ -152,7 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
     _setup_logging(settings.log_level)
     # Imported here: the server pulls in the event loop and transport, which `config` and
     # `version` do not need.
-    from presenced.server.serve import run
+    from presenced.server.workers import run
 
     try:
         return run(settings)

@@ -22,10 +22,6 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from presenced.presence.session import Session, SessionState
-from presenced.protocol.codes import LeaveReason
-from presenced.protocol.messages import DeviceDropped
-
 if TYPE_CHECKING:
     from presenced.server.node import Node
 
@@ -116,20 +112,7 @@ class LeaseKeeper:
 
     async def reap(self, dead: str) -> None:
         """Adopt a dead node's sessions into grace here; finish the ones it was ending."""
-        node = self.node
-        sessions = node.backplane.sessions
-        now = node.clock.monotonic()
-        adopted = finished = 0
-        for record in await sessions.of_node(dead):
-            if not await sessions.take(record.id, dead, node.node_id):
-                continue  # resumed elsewhere meanwhile
-            record.node = node.node_id
-            if record.state is SessionState.CLOSED:
-                node.spawn(node.finish_session(record, LeaveReason.NODE_LOST))
-                finished += 1
-                continue
-            adopt(node, record, now)
-            adopted += 1
+        adopted, finished = await self.node.lifecycle.reap(dead)
         log.info(
             "reaped node %s: %d sessions in grace here, %d endings finished",
             dead,
@@ -141,60 +124,15 @@ class LeaseKeeper:
         """Sessions recorded under this node's id that this process never had (it restarted
         with the same id): into grace here, or finish ending them."""
         node = self.node
-        now = node.clock.monotonic()
-        count = 0
-        for record in await node.backplane.sessions.of_node(node.node_id):
-            if node.registry.get(record.id) is not None:
-                continue
-            if record.state is SessionState.CLOSED:
-                node.spawn(node.finish_session(record, LeaveReason.NODE_LOST))
-            else:
-                adopt(node, record, now)
-            count += 1
+        count = await node.lifecycle.reap_previous_life()
         if count:
             log.info("node %s took over %d sessions of its previous life", node.node_id, count)
 
     async def reassert(self) -> None:
         """Write every local session back into the store (after an outage or an empty
-        restart), silently: clients saw no change, so nobody is told of one."""
+        restart), silently; then check every room's streams against the store."""
         node = self.node
-        backplane = node.backplane
-        count = 0
-        wall = node.clock.wall()
-        for session in list(node.registry):
-            if not await backplane.sessions.put(session):
-                node.lost(session)
-                continue
-            await backplane.presence.set(
-                session.user, session.id, session.effective_status, session.text, wall
-            )
-            private = await backplane.presence.get_private(session.user)
-            for room, options in session.rooms.items():
-                await backplane.rooms.add(
-                    room, session.user, session.id, options.meta, private.status == "invisible"
-                )
-            count += 1
+        count = await node.lifecycle.reassert()
         log.info("re-asserted %d sessions of node %s", count, node.node_id)
         # Streams may have moved on (or started over) while the store was away.
         node.resync_rooms()
-
-
-def adopt(node: Node, session: Session, now: float) -> None:
-    """Own a session whose node died: it enters grace here from ``now``."""
-    session.marks.clear()
-    node.registry.adopt_in_grace(session, now)
-    node.spawn(_announce_adopted(node, session))
-
-
-async def _announce_adopted(node: Node, session: Session) -> None:
-    from presenced.server.messaging import publish_typing
-
-    backplane = node.backplane
-    for room in session.rooms:
-        session.marks[room] = await backplane.messages.position(room)
-        # Its old node cannot end the typing indicator any more: stop it here.
-        users = await backplane.typing.stop(room, session.user)
-        if users is not None:
-            await publish_typing(node, room, users, None)
-    await node.save(session)
-    await node.publish_device(session, DeviceDropped)

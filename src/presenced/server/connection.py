@@ -183,7 +183,7 @@ class Connection:
             else:
                 session = self.session
                 if node.registry.activity(session.id, node.clock.monotonic()):
-                    await node.set_status(session)  # back from auto-away
+                    await node.activity_resumed(session)  # back from auto-away
                 await node.handle(self, message)
         except ProtocolError as exc:
             if exc.ref is None:

@@ -1,22 +1,20 @@
-"""Room messaging requests: send, edit, delete, receipts, read state, history, typing, and
-the recovery of what a returning session missed.
+"""Room messaging requests: send, edit, delete, receipts, read state, history and typing.
 
 Messages go out once per room on the room channel (the sending session gets the ack, not a
-copy); receipts go to their authors on per-user channels; typing changes go to the room when
-the set of typing users changes.
+copy); receipts go to their authors on per-user channels. Typing indicators are session
+state, kept by the :class:`~presenced.server.lifecycle.Lifecycle`; these handlers only
+validate and hand them over.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from presenced.errors import ProtocolError
 from presenced.presence.history import MessageState
-from presenced.presence.liveness import DeadlineKind
 from presenced.presence.session import Session
 from presenced.protocol.chat import (
     MessageAck,
@@ -26,7 +24,6 @@ from presenced.protocol.chat import (
     MessageEdited,
     MessageEvent,
     MessageSend,
-    Position,
     Receipt,
     ReceiptDelivered,
     ReceiptSeen,
@@ -34,41 +31,34 @@ from presenced.protocol.chat import (
     RoomHistoryReply,
     RoomRead,
     RoomReadReply,
-    RoomRecovered,
-    TypingEvent,
     TypingStart,
     TypingStop,
 )
 from presenced.protocol.codec import encode
 from presenced.protocol.codes import ErrorCode
-from presenced.server.connection import Connection
 from presenced.server.fanout import room_channel, user_channel
-from presenced.server.node import Node
+from presenced.server.lifecycle import Lifecycle
 from presenced.server.wire import wire_event
-from presenced.typing import RoomId, UserId
+from presenced.typing import RoomId
 
-__all__ = [
-    "HANDLERS",
-    "clear_typing",
-    "publish_typing",
-    "recover",
-    "typing_expired",
-    "wire_event",
-]
+if TYPE_CHECKING:
+    from presenced.server.connection import Connection
+
+__all__ = ["HANDLERS", "member_room"]
 
 _body_encoder = msgspec.json.Encoder()
 ReceiptKind = Literal["delivered", "seen"]
 
 
-def _member_room(session: Session, room: str) -> RoomId:
+def member_room(session: Session, room: str) -> RoomId:
     if room not in session.rooms:
         raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"not a member of room {room!r}", field="room")
     return RoomId(room)
 
 
-def _check_body(node: Node, body: Any, field: str = "body") -> None:
+def _check_body(lc: Lifecycle, body: Any, field: str = "body") -> None:
     size = len(_body_encoder.encode(body))
-    limit = node.settings.max_message_bytes
+    limit = lc.settings.max_message_bytes
     if size > limit:
         raise ProtocolError(
             ErrorCode.MESSAGE_TOO_LARGE,
@@ -77,28 +67,26 @@ def _check_body(node: Node, body: Any, field: str = "body") -> None:
         )
 
 
-async def _send(node: Node, conn: Connection, session: Session, msg: MessageSend) -> None:
-    room = _member_room(session, msg.room)
-    _check_body(node, msg.body)
-    if not conn.message_bucket.take(node.clock.monotonic()):
+async def _send(lc: Lifecycle, conn: Connection, session: Session, msg: MessageSend) -> None:
+    room = member_room(session, msg.room)
+    _check_body(lc, msg.body)
+    if not conn.message_bucket.take(lc.clock.monotonic()):
         raise ProtocolError(
             ErrorCode.MESSAGE_RATE_LIMITED,
-            f"over {node.settings.message_rate:g} messages/s: message not delivered",
+            f"over {lc.settings.message_rate:g} messages/s: message not delivered",
         )
-    result = await node.backplane.messages.append(
+    result = await lc.backplane.messages.append(
         room,
         session.user,
         session.device,
         msg.temp_id,
         msg.body,
-        node.clock.wall(),
+        lc.clock.wall(),
         secrets.token_urlsafe(12),
     )
     event = result.event
     if not result.duplicate:
-        await node.backplane.broker.publish(
-            room_channel(room), encode(wire_event(event)), session.id
-        )
+        await lc.backplane.broker.publish(room_channel(room), encode(wire_event(event)), session.id)
     conn.send(
         MessageAck(
             room=room,
@@ -110,15 +98,15 @@ async def _send(node: Node, conn: Connection, session: Session, msg: MessageSend
             ref=msg.ref,
         )
     )
-    await clear_typing(node, session, room)
+    await lc.clear_typing(session, room)
     if not result.duplicate and result.seen_before < event.offset - 1:
         # Writing in a room means having read it: the store marked it seen up to this
         # message; the authors of what that covered get their receipts.
-        await _notify_authors(node, session, room, "seen", result.seen_before, event.offset)
+        await _notify_authors(lc, session, room, "seen", result.seen_before, event.offset)
 
 
 async def _amend(
-    node: Node,
+    lc: Lifecycle,
     conn: Connection,
     session: Session,
     room_name: str,
@@ -126,10 +114,10 @@ async def _amend(
     body: Any,
     ref: Any,
 ) -> None:
-    room = _member_room(session, room_name)
+    room = member_room(session, room_name)
     if body is not None:
-        _check_body(node, body)
-    messages = node.backplane.messages
+        _check_body(lc, body)
+    messages = lc.backplane.messages
     state: MessageState | None = await messages.message(room, message_id)
     if state is None:
         raise ProtocolError(
@@ -144,60 +132,62 @@ async def _amend(
             f"only the author or a moderator may {action} this message",
             field="id",
         )
-    event = await messages.amend(room, message_id, session.user, body, node.clock.wall())
+    event = await messages.amend(room, message_id, session.user, body, lc.clock.wall())
     if event is None:  # deleted or trimmed in between
         raise ProtocolError(
             ErrorCode.MESSAGE_NOT_FOUND, f"message {message_id!r} is gone", field="id"
         )
     wire = wire_event(event)
-    await node.backplane.broker.publish(room_channel(room), encode(wire), session.id)
+    await lc.backplane.broker.publish(room_channel(room), encode(wire), session.id)
     assert isinstance(wire, MessageEdited | MessageDeleted)
     wire.ref = ref  # the editor's own copy doubles as the reply
     conn.send(wire)
 
 
-async def _edit(node: Node, conn: Connection, session: Session, msg: MessageEdit) -> None:
-    await _amend(node, conn, session, msg.room, msg.id, msg.body, msg.ref)
+async def _edit(lc: Lifecycle, conn: Connection, session: Session, msg: MessageEdit) -> None:
+    await _amend(lc, conn, session, msg.room, msg.id, msg.body, msg.ref)
 
 
-async def _delete(node: Node, conn: Connection, session: Session, msg: MessageDelete) -> None:
-    await _amend(node, conn, session, msg.room, msg.id, None, msg.ref)
+async def _delete(lc: Lifecycle, conn: Connection, session: Session, msg: MessageDelete) -> None:
+    await _amend(lc, conn, session, msg.room, msg.id, None, msg.ref)
 
 
 async def _receipt(
-    node: Node, session: Session, room_name: str, kind: ReceiptKind, offset: int
+    lc: Lifecycle, session: Session, room_name: str, kind: ReceiptKind, offset: int
 ) -> None:
-    room = _member_room(session, room_name)
-    messages = node.backplane.messages
+    room = member_room(session, room_name)
+    messages = lc.backplane.messages
     old, new = await messages.mark(room, session.user, kind, offset)
     if new > old:
-        await _notify_authors(node, session, room, kind, old, new)
+        await _notify_authors(lc, session, room, kind, old, new)
 
 
 async def _notify_authors(
-    node: Node, session: Session, room: RoomId, kind: ReceiptKind, old: int, new: int
+    lc: Lifecycle, session: Session, room: RoomId, kind: ReceiptKind, old: int, new: int
 ) -> None:
     """``session``'s user has ``kind`` up to ``new`` (from ``old``): tell those authors."""
-    authors = await node.backplane.messages.authors_between(room, old, new)
+    authors = await lc.backplane.messages.authors_between(room, old, new)
     authors.discard(session.user)
     if not authors:
         return
     payload = encode(Receipt(room=room, kind=kind, user=session.user, offset=new))
     for author in sorted(authors):
-        await node.backplane.broker.publish(user_channel(author), payload)
+        await lc.backplane.broker.publish(user_channel(author), payload)
 
 
-async def _delivered(node: Node, conn: Connection, session: Session, msg: ReceiptDelivered) -> None:
-    await _receipt(node, session, msg.room, "delivered", msg.offset)
+async def _delivered(
+    lc: Lifecycle, conn: Connection, session: Session, msg: ReceiptDelivered
+) -> None:
+    await _receipt(lc, session, msg.room, "delivered", msg.offset)
 
 
-async def _seen(node: Node, conn: Connection, session: Session, msg: ReceiptSeen) -> None:
-    await _receipt(node, session, msg.room, "seen", msg.offset)
+async def _seen(lc: Lifecycle, conn: Connection, session: Session, msg: ReceiptSeen) -> None:
+    await _receipt(lc, session, msg.room, "seen", msg.offset)
 
 
-async def _read(node: Node, conn: Connection, session: Session, msg: RoomRead) -> None:
-    room = _member_room(session, msg.room)
-    messages = node.backplane.messages
+async def _read(lc: Lifecycle, conn: Connection, session: Session, msg: RoomRead) -> None:
+    room = member_room(session, msg.room)
+    messages = lc.backplane.messages
     epoch, offset = await messages.position(room)
     last_read, unread = await messages.read_state(room, session.user)
     conn.send(
@@ -207,11 +197,11 @@ async def _read(node: Node, conn: Connection, session: Session, msg: RoomRead) -
     )
 
 
-async def _history(node: Node, conn: Connection, session: Session, msg: RoomHistory) -> None:
-    room = _member_room(session, msg.room)
-    messages = node.backplane.messages
+async def _history(lc: Lifecycle, conn: Connection, session: Session, msg: RoomHistory) -> None:
+    room = member_room(session, msg.room)
+    messages = lc.backplane.messages
     epoch, offset = await messages.position(room)
-    kept = await messages.last_messages(room, msg.limit, msg.before, node.clock.wall())
+    kept = await messages.last_messages(room, msg.limit, msg.before, lc.clock.wall())
     conn.send(
         RoomHistoryReply(
             room=room,
@@ -241,81 +231,14 @@ def _current(room: RoomId, epoch: str, m: MessageState) -> MessageEvent:
 # --- typing ----------------------------------------------------------------------------------
 
 
-def _typing_key(session: Session, room: RoomId) -> str:
-    return f"{session.id}\x1f{room}"
-
-
-async def _typing_start(node: Node, conn: Connection, session: Session, msg: TypingStart) -> None:
-    room = _member_room(session, msg.room)
-    now = node.clock.monotonic()
-    key = _typing_key(session, room)
-    last = node.typing_renewed.get(key)
-    if last is not None and now - last < node.settings.typing_throttle:
-        return  # throttled: the indicator is already on and was renewed just now
-    node.typing_renewed[key] = now
-    node.registry.arm(DeadlineKind.TYPING, key, now + node.settings.typing_timeout)
-    users = await node.backplane.typing.start(room, session.user)
-    if users is not None:
-        await publish_typing(node, room, users, session.id)
-
-
-async def _typing_stop(node: Node, conn: Connection, session: Session, msg: TypingStop) -> None:
-    room = _member_room(session, msg.room)
-    await clear_typing(node, session, room)
-
-
-async def clear_typing(node: Node, session: Session, room: RoomId) -> None:
-    """Stop this session's typing indicator in a room, if it has one."""
-    key = _typing_key(session, room)
-    if node.typing_renewed.pop(key, None) is None:
-        return
-    node.registry.disarm(DeadlineKind.TYPING, key)
-    users = await node.backplane.typing.stop(room, session.user)
-    if users is not None:
-        await publish_typing(node, room, users, session.id)
-
-
-async def typing_expired(node: Node, key: str) -> None:
-    """A TYPING deadline fired: the session stopped renewing."""
-    session_id, _, room = key.partition("\x1f")
-    node.typing_renewed.pop(key, None)
-    session = node.registry.get(session_id)  # type: ignore[arg-type]
-    if session is None:
-        return
-    users = await node.backplane.typing.stop(RoomId(room), session.user)
-    if users is not None:
-        await publish_typing(node, RoomId(room), users, None)
-
-
-async def publish_typing(
-    node: Node, room: RoomId, users: Iterable[UserId], origin: str | None
+async def _typing_start(
+    lc: Lifecycle, conn: Connection, session: Session, msg: TypingStart
 ) -> None:
-    event = TypingEvent(room=room, users=list(users))
-    await node.backplane.broker.publish(room_channel(room), encode(event), origin)
+    await lc.start_typing(session, member_room(session, msg.room))
 
 
-# --- recovery ----------------------------------------------------------------------------
-
-
-async def recover(
-    node: Node, conn: Connection, session: Session, room: RoomId, since: Position | None
-) -> None:
-    """Send the events of ``room`` after ``since`` (or after the session's mark)."""
-    if since is None:
-        mark = session.marks.get(room)
-        if mark is None:
-            return
-        since = Position(epoch=mark[0], offset=mark[1])
-    found = await node.backplane.messages.since(room, since.epoch, since.offset, node.clock.wall())
-    conn.send(
-        RoomRecovered(
-            room=room,
-            epoch=found.epoch,
-            offset=found.offset,
-            recovered=found.recovered,
-            events=[wire_event(e) for e in found.events],
-        )
-    )
+async def _typing_stop(lc: Lifecycle, conn: Connection, session: Session, msg: TypingStop) -> None:
+    await lc.clear_typing(session, member_room(session, msg.room))
 
 
 HANDLERS: dict[type[Any], Any] = {

@@ -1,16 +1,16 @@
-"""The gateway node: wires the presence core, the backplane and the connections.
+"""The gateway node: wires the presence core, the backplane, the lifecycle and the
+connections, and runs the node's one timer.
 
-The node owns the sessions of its own connections (a :class:`SessionRegistry`), one timer
-armed at the registry's next deadline, and the local fan-out tables (:mod:`fanout`). Every
-shared change goes through the backplane, which returns the transition; every event is encoded
-once, published once per room, and written as the same bytes to each local socket.
-Authentication lives in :mod:`auth_flow`, request handlers in :mod:`handlers` and
-:mod:`messaging`, event building in :mod:`room_events`.
+The node owns what is per process: its connections (through :class:`Connection`), one timer
+armed at the :class:`SessionRegistry`'s next deadline, the lease keeper, and drain. Every
+session and room transition is the :class:`Lifecycle`'s, whoever asks for it: a request
+(routed by :mod:`handlers`), a deadline, the lease keeper.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -22,24 +22,20 @@ from presenced.clock import Clock
 from presenced.config import Settings
 from presenced.errors import AuthError, ProtocolError
 from presenced.presence.liveness import Deadline, DeadlineKind, LivenessPolicy, SessionRegistry
-from presenced.presence.session import Session, SessionEvent, SessionState
-from presenced.presence.status import PresenceChange
-from presenced.protocol.codec import convert_auth, encode
+from presenced.presence.session import Session
+from presenced.protocol.codec import convert_auth
 from presenced.protocol.codes import CloseCode, ErrorCode, LeaveReason
 from presenced.protocol.messages import (
     Auth,
     ClientMessage,
-    DeviceBack,
-    DeviceDropped,
-    DeviceGone,
-    ForceLeave,
 )
 from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
 from presenced.server.eager import Runner, run_eager, run_in_task
-from presenced.server.fanout import LocalFanout, device_channel, node_channel
+from presenced.server.fanout import LocalFanout, node_channel
+from presenced.server.handlers import dispatch
+from presenced.server.lifecycle import Lifecycle
 from presenced.server.ordering import Emit, RoomOrder
-from presenced.server.room_events import RoomEvents
 from presenced.server.transport import ConnectRequest
 from presenced.store.base import Backplane
 from presenced.typing import NodeId, SessionId, UserId
@@ -90,7 +86,6 @@ class Node:
         self.clock = clock
         self.node_id = node_id
         self.verifier = verifier
-        self.insecure = settings.effective_auth_mode == "insecure"
         self.registry = SessionRegistry(
             LivenessPolicy(
                 heartbeat_interval=settings.heartbeat_interval,
@@ -104,7 +99,6 @@ class Node:
         )
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
-        self.events = RoomEvents(backplane, settings.room_summary_above)
         broker = backplane.broker
         order: Callable[[Emit], RoomOrder] | None = None
         if not broker.inline:
@@ -127,14 +121,14 @@ class Node:
             settings.room_summary_interval,
             order,
         )
+        self.lifecycle = Lifecycle(
+            settings, backplane, clock, node_id, self.registry, self.fanout, self.spawn,
+            self.rearm, verifier,
+        )  # fmt: skip
         self.lease = LeaseKeeper(self)
         self.draining = False
         self.link_stale = False  # the broker's link was down: healthy after the next lease tick
         self._conn_seq = 0
-        self._pending: dict[str, Connection] = {}  # not yet authenticated, by connection id
-        self._by_session: dict[SessionId, Connection] = {}
-        # When each (session, room) typing indicator was last renewed, for throttling.
-        self.typing_renewed: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._tick = timer_tick(settings.heartbeat_interval)
@@ -151,7 +145,7 @@ class Node:
     def _on_notice(self, data: bytes, origin: str | None) -> None:
         verb, _, arg = data.partition(b" ")
         if verb == b"moved":
-            self.moved_away(SessionId(arg.decode()))
+            self.lifecycle.moved_away(SessionId(arg.decode()))
 
     @property
     def degraded(self) -> bool:
@@ -181,19 +175,21 @@ class Node:
 
     @property
     def connection_count(self) -> int:
-        return len(self._pending) + len(self._by_session)
+        lc = self.lifecycle
+        return len(lc.pending) + len(lc.by_session)
 
     @property
     def session_count(self) -> int:
         return len(self.registry)
 
     def local_connections(self) -> list[Connection]:
-        return [*self._pending.values(), *self._by_session.values()]
+        lc = self.lifecycle
+        return [*lc.pending.values(), *lc.by_session.values()]
 
     def connection_of(self, session_id: SessionId) -> Connection | None:
-        return self._by_session.get(session_id)
+        return self.lifecycle.connection_of(session_id)
 
-    # --- connection lifecycle --------------------------------------------------------------
+    # --- connections -----------------------------------------------------------------------
 
     def new_connection(self, request: ConnectRequest) -> Connection | None:
         """A handler for an incoming upgrade, or None while draining (refused with 503)."""
@@ -205,10 +201,10 @@ class Node:
     def connection_opened(self, conn: Connection) -> None:
         """Authenticate from the connect URL if it carries credentials, else start the
         auth clock and wait for an ``auth`` message."""
-        self._pending[conn.id] = conn
         request = conn.request
         assert request is not None
         conn.request = None  # its headers are not needed again: do not keep them per socket
+        self.lifecycle.waiting_for_auth(conn)
         query = request.query
         header = request.headers.get("authorization", "")
         bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
@@ -223,39 +219,13 @@ class Node:
                 conn.start(convert_auth(fields))
             except ProtocolError as exc:
                 conn.send_error(exc)
-        if conn.session is None and not conn.closing:
-            self.registry.arm(
-                DeadlineKind.AUTH, conn.id, self.clock.monotonic() + self.settings.auth_timeout
-            )
-        self.rearm()
-
-    def authenticated(self, conn: Connection) -> None:
-        """The connection proved who it is: stop its auth clock."""
-        self.registry.disarm(DeadlineKind.AUTH, conn.id)
-        self._pending.pop(conn.id, None)
-
-    def unauthenticated(self, conn: Connection) -> None:
-        """An authentication failed half way and was undone: the connection may try again,
-        within a fresh ``auth_timeout``."""
-        if conn.closing or conn.session is not None:
-            return
-        self._pending[conn.id] = conn
-        self.registry.arm(
-            DeadlineKind.AUTH, conn.id, self.clock.monotonic() + self.settings.auth_timeout
-        )
         self.rearm()
 
     def connection_closed(self, conn: Connection) -> None:
         """The socket is gone: an ACTIVE session enters grace."""
-        self._pending.pop(conn.id, None)
         self.registry.disarm(DeadlineKind.AUTH, conn.id)
         self.registry.disarm(DeadlineKind.SLOW, conn.id)
-        session = conn.session
-        if session is not None:
-            self.detach(conn, session)
-            if session.state is SessionState.ACTIVE:
-                self.registry.transport_lost(session.id, self.clock.monotonic())
-                self.spawn(self.entered_grace(session))
+        self.lifecycle.transport_lost(conn)
         self.rearm()
 
     def close_for(self, conn: Connection, code: ErrorCode) -> None:
@@ -277,146 +247,21 @@ class Node:
         log.info("closing slow consumer %r", conn)
         conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume", abort=True)
 
-    # --- sessions --------------------------------------------------------------------------
+    # --- requests --------------------------------------------------------------------------
 
     async def authenticate(self, conn: Connection, msg: Auth) -> None:
-        from presenced.server.auth_flow import authenticate
+        await self.lifecycle.authenticate(conn, msg)
 
-        await authenticate(self, conn, msg)
+    async def activity_resumed(self, session: Session) -> None:
+        """A request ended the session's auto-away: its status is published again."""
+        await self.lifecycle.set_status(session)
 
-    async def attach_session(self, conn: Connection, session: Session) -> None:
-        """Bind a session to its (new) connection and its user's event channel."""
-        conn.session = session
-        self._by_session[session.id] = conn
-        await self.fanout.users.add(session.user, conn)
-
-    def detach(self, conn: Connection, session: Session) -> None:
-        """Unbind a connection from its session and every local fan-out table."""
-        if self._by_session.get(session.id) is conn:
-            del self._by_session[session.id]
-        fanout = self.fanout
-        fanout.users.discard(session.user, conn)
-        for room in session.rooms:
-            fanout.leave_room(conn, room)
-        for user in session.subscriptions:
-            fanout.watchers.discard(user, conn)
-        conn.session = None
-
-    async def entered_grace(self, session: Session) -> None:
-        """Note where each room's stream was, stop typing, save, tell device-event rooms."""
-        from presenced.server.messaging import clear_typing
-
-        for room in session.rooms:
-            session.marks[room] = await self.backplane.messages.position(room)
-            await clear_typing(self, session, room)
-        await self.save(session)
-        await self.publish_device(session, DeviceDropped)
-
-    async def save(self, session: Session) -> bool:
-        """Write the session's record; if another node owns it now, let it go here."""
-        if await self.backplane.sessions.put(session):
-            return True
-        self.lost(session)
-        return False
-
-    def lost(self, session: Session) -> None:
-        """Another node took this session (it resumed there): drop it without ending it."""
-        if self.registry.get(session.id) is session:
-            self.registry.release(session.id)
-        conn = self._by_session.get(session.id)
-        if conn is not None:
-            self.detach(conn, session)
-            conn.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
-        log.info("session %s moved to another node", session.id)
-
-    def moved_away(self, session_id: SessionId) -> None:
-        """Another node announced it took one of our sessions."""
-        session = self.registry.get(session_id)
-        if session is not None:
-            self.lost(session)
-            self.rearm()
-
-    async def end_session(self, session: Session, reason: LeaveReason) -> None:
-        """A CLOSED session leaves every room and its user's presence, at once.
-
-        The CLOSED record is written first, so that if this node dies half-way the node that
-        reaps it finishes the job instead of leaving a member behind."""
-        if await self.save(session):
-            await self.finish_session(session, reason)
-
-    async def finish_session(self, session: Session, reason: LeaveReason) -> None:
-        """Remove a CLOSED session from its rooms and its user's presence, then its record."""
-        from presenced.server.messaging import clear_typing
-
-        backplane = self.backplane
-        for room in list(session.rooms):
-            await clear_typing(self, session, room)
-            change = await backplane.rooms.remove(room, session.user, session.id)
-            # device.gone first, then member.left / member.updated (docs/protocol.md).
-            if reason is not LeaveReason.LEFT:
-                gone = DeviceGone(
-                    room=room, user=session.user, device=session.device, reason=reason
-                )
-                await backplane.broker.publish(device_channel(room), encode(gone), session.id)
-            await self.events.publish_change(change, reason=reason, origin=session.id)
-        presence = await backplane.presence.remove(session.user, session.id, self.clock.wall())
-        await backplane.sessions.delete(session.id, owner=self.node_id)
-        await self.events.presence_changed(session.user, presence)
-
-    def force_leave(self, session: Session, reason: LeaveReason, message: str) -> None:
-        """Tell the client why, close its socket, and remove the (already CLOSED) session."""
-        conn = self._by_session.get(session.id)
-        if conn is not None:
-            self.detach(conn, session)
-            conn.send(ForceLeave(reason=reason.value, message=message))
-            conn.close(CloseCode.FORCE_LEAVE, reason.value)
-        self.spawn(self.end_session(session, reason))
-
-    async def logout(self, conn: Connection, session: Session) -> None:
-        self.registry.close(session.id, SessionEvent.LEAVE)
-        self.detach(conn, session)
-        await self.end_session(session, LeaveReason.LEFT)
-        conn.close(CloseCode.NORMAL, "logged out")
+    async def handle(self, conn: Connection, message: ClientMessage) -> None:
+        await dispatch(self.lifecycle, conn, message)
 
     async def kick(self, user: UserId, message: str = "removed by the server") -> int:
         """Force-leave every local session of ``user``; returns how many were ended."""
-        ended = 0
-        for session in list(self.registry):
-            if session.user == user:
-                self.registry.close(session.id, SessionEvent.KICK)
-                self.force_leave(session, LeaveReason.KICKED, message)
-                ended += 1
-        self.rearm()
-        return ended
-
-    async def set_status(self, session: Session) -> PresenceChange:
-        """Push this session's effective status to the store and tell everyone concerned."""
-        backplane = self.backplane
-        change = await backplane.presence.set(
-            session.user, session.id, session.effective_status, session.text, self.clock.wall()
-        )
-        await self.save(session)
-        await self.events.presence_changed(session.user, change)
-        return change
-
-    async def publish_device(
-        self, session: Session, kind: type[DeviceDropped] | type[DeviceBack]
-    ) -> None:
-        """A device-level event for each of the session's rooms (to sessions that asked)."""
-        for room in session.rooms:
-            event: DeviceDropped | DeviceBack
-            if kind is DeviceDropped:
-                event = DeviceDropped(
-                    room=room, user=session.user, device=session.device, grace=self.settings.grace
-                )
-            else:
-                event = DeviceBack(room=room, user=session.user, device=session.device)
-            await self.backplane.broker.publish(device_channel(room), encode(event), session.id)
-
-    async def handle(self, conn: Connection, message: ClientMessage) -> None:
-        from presenced.server.handlers import dispatch
-
-        await dispatch(self, conn, message)
+        return self.lifecycle.kick(user, message)
 
     # --- time ------------------------------------------------------------------------------
 
@@ -462,9 +307,9 @@ class Node:
             self.rearm()
 
     def _on_deadline(self, fired: Deadline) -> None:
-        kind, session = fired.kind, fired.session
+        kind, session, lc = fired.kind, fired.session, self.lifecycle
         if kind is DeadlineKind.AUTH:
-            conn = self._pending.get(fired.key or "")
+            conn = lc.pending.get(fired.key or "")
             if conn is not None:
                 timeout = self.settings.auth_timeout
                 conn.send_error(
@@ -477,28 +322,22 @@ class Node:
                 if conn.id == fired.key:
                     self.slow_consumer(conn)
         elif kind is DeadlineKind.TYPING:
-            from presenced.server.messaging import typing_expired
-
-            self.spawn(typing_expired(self, fired.key or ""))
+            self.spawn(lc.typing_expired(fired.key or ""))
         elif session is None:
             return
         elif kind is DeadlineKind.PING:
-            conn = self._by_session.get(session.id)
+            conn = lc.connection_of(session.id)
             if conn is not None and conn.transport is not None:
                 conn.transport.ping()
         elif kind is DeadlineKind.PONG:  # now in GRACE
-            conn = self._by_session.get(session.id)
-            if conn is not None:
-                self.detach(conn, session)
-                conn.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong: reconnect and resume", abort=True)
-            self.spawn(self.entered_grace(session))
+            lc.pong_missed(session)
         elif kind is DeadlineKind.GRACE:  # now CLOSED
-            self.spawn(self.end_session(session, LeaveReason.GRACE_EXPIRED))
+            self.spawn(lc.end(session, LeaveReason.GRACE_EXPIRED))
         elif kind is DeadlineKind.AWAY:
-            self.spawn(self.set_status(session))
+            self.spawn(lc.set_status(session))
         elif kind is DeadlineKind.INACTIVITY:  # now CLOSED
             timeout = self.settings.inactivity_timeout or 0
-            self.force_leave(
+            lc.force_leave(
                 session, LeaveReason.INACTIVITY_TIMEOUT, f"no activity for {timeout:g} s: closed"
             )
 
@@ -542,7 +381,6 @@ class Node:
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
     """A JSON object given as text in the connect URL (checked further by ``convert_auth``)."""
-    import json
 
     def no_constant(name: str) -> object:
         raise ValueError(f"{name} is not JSON")

@@ -28,7 +28,7 @@ from presenced.store.base import Backplane
 from presenced.store.memory import memory_backplane
 from presenced.typing import NodeId
 
-__all__ = ["WS_PATH", "RunningServer", "run", "run_single", "start_server"]
+__all__ = ["WS_PATH", "RunningServer", "run_single", "start_server"]
 
 log = logging.getLogger("presenced")
 
@@ -157,15 +157,6 @@ async def start_server(
     )
     host, port = server.sockets[0].getsockname()[:2]
     return RunningServer(node=node, server=server, host=host, port=port)
-
-
-def run(settings: Settings) -> int:
-    """Serve until SIGINT or SIGTERM (with worker processes when asked); the exit code."""
-    if settings.workers > 1:
-        from presenced.server.workers import run_workers
-
-        return run_workers(settings)
-    return run_single(settings)
 
 
 def run_single(settings: Settings, *, reuse_port: bool = False) -> int:

@@ -18,8 +18,9 @@ import time
 from multiprocessing.process import BaseProcess
 
 from presenced.config import Settings
+from presenced.server.serve import run_single
 
-__all__ = ["run_workers"]
+__all__ = ["run", "run_workers"]
 
 log = logging.getLogger("presenced")
 
@@ -33,9 +34,14 @@ def _worker(settings: Settings, log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from presenced.server.serve import run_single
-
     raise SystemExit(run_single(settings, reuse_port=True))
+
+
+def run(settings: Settings) -> int:
+    """Serve until SIGINT or SIGTERM (with worker processes when asked); the exit code."""
+    if settings.workers > 1:
+        return run_workers(settings)
+    return run_single(settings)
 
 
 def run_workers(settings: Settings) -> int:

@@ -1,0 +1,638 @@
+"""The one owner of every session and room transition on a node.
+
+Sockets (through :mod:`handlers`), the node's timer, the lease keeper and, next, the HTTP API
+all change sessions and rooms through a :class:`Lifecycle`, and nothing else does: open,
+authenticate, resume (here or from another node), join, leave, meta, status, watch, typing,
+grace, adoption from a dead node, re-assertion after a store outage, inactivity, force-leave,
+kick and end. Each transition follows the same rules:
+
+- **validate first**: what the codec could not check (rights, limits, ownership of a resumed
+  session) is checked before anything is written;
+- **an order whose every crash point leaves no ghost**: a session's record is written before
+  its presence and its memberships (and the CLOSED record before they are removed), so a node
+  that dies half-way leaves the rest to the node that reaps it;
+- **undo on failure**: a step that fails takes back the steps before it (a connect leaves
+  nothing, a join restores the session's rooms).
+
+Events are published once per change, by the store transition that caused them
+(:class:`~presenced.server.room_events.RoomEvents`); local delivery is
+:class:`~presenced.server.fanout.LocalFanout`'s. The lifecycle holds the node's local view:
+the sessions (the :class:`SessionRegistry`) and which connection serves each.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+from presenced.auth import Identity, TokenVerifier, room_allowed
+from presenced.clock import Clock
+from presenced.config import Settings
+from presenced.presence.liveness import DeadlineKind, SessionRegistry
+from presenced.presence.roster import RoomChange
+from presenced.presence.session import RoomOptions, Session, SessionEvent, SessionState
+from presenced.presence.status import PresenceChange
+from presenced.presence.typing_book import TypingBook
+from presenced.protocol.chat import Position, RoomRecovered, TypingEvent
+from presenced.protocol.codec import encode
+from presenced.protocol.codes import CloseCode, LeaveReason
+from presenced.protocol.messages import (
+    Auth,
+    DeviceBack,
+    DeviceDropped,
+    DeviceGone,
+    ForceLeave,
+    Presence,
+    RoomJoined,
+)
+from presenced.server.auth_flow import check_protocol, identify, welcome
+from presenced.server.fanout import LocalFanout, device_channel, node_channel, room_channel
+from presenced.server.room_events import RoomEvents
+from presenced.server.wire import wire_event
+from presenced.store.base import Backplane
+from presenced.typing import DeviceId, NodeId, RoomId, SessionId, UserId
+
+if TYPE_CHECKING:
+    from presenced.server.connection import Connection
+
+__all__ = ["Lifecycle"]
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+
+
+class Lifecycle:
+    """Every session and room transition of one node, and its local view of them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backplane: Backplane,
+        clock: Clock,
+        node_id: NodeId,
+        registry: SessionRegistry,
+        fanout: LocalFanout,
+        spawn: Spawn,
+        rearm: Callable[[], None],
+        verifier: TokenVerifier | None,
+    ) -> None:
+        self.settings = settings
+        self.backplane = backplane
+        self.clock = clock
+        self.node_id = node_id
+        self.registry = registry
+        self.fanout = fanout
+        self.events = RoomEvents(backplane, settings.room_summary_above)
+        self.typing = TypingBook(settings.typing_throttle)
+        self.spawn = spawn
+        self.rearm = rearm
+        self.verifier = verifier
+        self.insecure = settings.effective_auth_mode == "insecure"
+        self.pending: dict[str, Connection] = {}  # not yet authenticated, by connection id
+        self.by_session: dict[SessionId, Connection] = {}
+
+    # --- the local view -----------------------------------------------------------------------
+
+    def connection_of(self, session_id: SessionId) -> Connection | None:
+        return self.by_session.get(session_id)
+
+    async def attach(self, conn: Connection, session: Session) -> None:
+        """Bind a session to its (new) connection and its user's event channel."""
+        conn.session = session
+        self.by_session[session.id] = conn
+        await self.fanout.users.add(session.user, conn)
+
+    def detach(self, conn: Connection, session: Session) -> None:
+        """Unbind a connection from its session and every local fan-out table."""
+        if self.by_session.get(session.id) is conn:
+            del self.by_session[session.id]
+        fanout = self.fanout
+        fanout.users.discard(session.user, conn)
+        for room in session.rooms:
+            fanout.leave_room(conn, room)
+        for user in session.subscriptions:
+            fanout.watchers.discard(user, conn)
+        conn.session = None
+
+    def waiting_for_auth(self, conn: Connection) -> None:
+        """A new connection, or one whose authentication was undone: its auth clock runs."""
+        if conn.closing or conn.session is not None:
+            return
+        self.pending[conn.id] = conn
+        deadline = self.clock.monotonic() + self.settings.auth_timeout
+        self.registry.arm(DeadlineKind.AUTH, conn.id, deadline)
+        self.rearm()
+
+    def authenticated(self, conn: Connection) -> None:
+        self.registry.disarm(DeadlineKind.AUTH, conn.id)
+        self.pending.pop(conn.id, None)
+
+    # --- open and resume ----------------------------------------------------------------------
+
+    async def authenticate(self, conn: Connection, msg: Auth) -> None:
+        """Answer ``auth`` with ``welcome`` (a new session or a resumed one), or raise the error
+        that says why not. A step that fails undoes the ones before it and leaves the
+        connection unauthenticated (it may try again)."""
+        check_protocol(msg)
+        identity = identify(msg, self.verifier, self.insecure, self.clock.wall())
+        self.authenticated(conn)
+        try:
+            now = self.clock.monotonic()
+            resume_error: str | None = None
+            if msg.resume is not None:
+                if await self._resume(conn, identity, msg, now):
+                    return
+                resume_error = "resume token unknown or grace expired: a new session was opened"
+            await self._open(conn, identity, msg, now, resume_error)
+        except BaseException:
+            if conn.session is None:
+                self.waiting_for_auth(conn)
+            raise
+
+    async def _open(
+        self, conn: Connection, identity: Identity, msg: Auth, now: float, resume_error: str | None
+    ) -> None:
+        """A fresh session: record first, then presence; undone whole if a step fails."""
+        session = Session(
+            id=SessionId(secrets.token_urlsafe(12)),
+            user=identity.user,
+            device=DeviceId(msg.device),
+            resume_token=secrets.token_urlsafe(24),
+            device_info=msg.device_info,
+            moderator=identity.moderator,
+            room_patterns=identity.rooms,
+            node=self.node_id,
+        )
+        self.registry.add(session, now)
+        try:
+            await self.attach(conn, session)
+            if not await self.save(session):
+                return  # not reached: a fresh id has no other owner
+            change = await self.backplane.presence.set(
+                session.user, session.id, session.effective_status, None, self.clock.wall()
+            )
+        except BaseException:
+            await self._undo_open(conn, session)
+            raise
+        conn.send(welcome(self.settings, self.node_id, session, msg, False, resume_error))
+        await self.events.presence_changed(session.user, change)
+
+    async def _undo_open(self, conn: Connection, session: Session) -> None:
+        """Take back a session that failed half way: registry entry and fan-out binding, then
+        its presence entry, then its record. The record stays if the presence entry could not
+        be removed (never a presence entry without a record); what a failing store keeps is
+        left to its failsafe ttls."""
+        self.registry.release(session.id)
+        self.detach(conn, session)
+        backplane = self.backplane
+        wall = self.clock.wall()
+        if await _undo_step(backplane.presence.remove(session.user, session.id, wall)):
+            await _undo_step(backplane.sessions.delete(session.id, owner=self.node_id))
+        self.rearm()
+
+    async def _resume(self, conn: Connection, identity: Identity, msg: Auth, now: float) -> bool:
+        assert msg.resume is not None
+        registry = self.registry
+        session = registry.by_resume_token(msg.resume)
+        if session is None:
+            session = await self._take_from_another_node(msg.resume, identity.user, now)
+        if session is None or session.user != identity.user:
+            return False
+        old = self.by_session.get(session.id)
+        if old is not None:
+            # Resumed while the old transport still looks alive (half-open): the new one wins.
+            self.detach(old, session)
+            old.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+            registry.transport_lost(session.id, now)
+            await self.entered_grace(session)
+        registry.resume(session.id, now, secrets.token_urlsafe(24))
+        try:
+            await self.attach(conn, session)
+            # The rights are the credentials' presented now, not the first token's.
+            session.room_patterns = identity.rooms
+            session.moderator = identity.moderator
+            await self._leave_forbidden_rooms(session)
+            if session.auto_away:  # coming back is activity
+                session.auto_away = False
+                await self.set_status(session)
+            for room, options in session.rooms.items():
+                await self.fanout.join_room(conn, room, options.device_events)
+            for user in session.subscriptions:
+                await self.fanout.watchers.add(user, conn)
+            if not await self.save(session):
+                return True  # taken by another node meanwhile: ``save`` closed this connection
+        except BaseException:
+            self._back_to_grace(conn, session)
+            raise
+        conn.send(welcome(self.settings, self.node_id, session, msg, True))
+        positions = msg.positions or {}
+        for room in session.rooms:
+            await self.recover(conn, session, room, positions.get(room))
+        session.marks.clear()
+        await self.publish_device(session, DeviceBack)
+        return True
+
+    async def _leave_forbidden_rooms(self, session: Session) -> None:
+        """Leave (with the usual member.left) each room the session's rights no longer allow;
+        membership goes before the record (saved by the caller), as in a leave."""
+        for room in [r for r in session.rooms if not room_allowed(session.room_patterns, r)]:
+            await self._remove_member(session, room, LeaveReason.LEFT)
+            del session.rooms[room]
+            session.marks.pop(room, None)
+
+    def _back_to_grace(self, conn: Connection, session: Session) -> None:
+        """A resume failed half way: the session goes back to grace (it ends when grace does)."""
+        if conn.session is session:
+            self.detach(conn, session)
+        if self.registry.get(session.id) is session and session.state is SessionState.ACTIVE:
+            self.registry.transport_lost(session.id, self.clock.monotonic())
+            self.spawn(self.entered_grace(session))
+        self.rearm()
+
+    async def _take_from_another_node(self, token: str, user: UserId, now: float) -> Session | None:
+        """Resume anywhere: a session of ``user`` owned by another node (alive, or dead and not
+        yet reaped) moves here if it is still live; its old owner is told to let it go.
+        Ownership is checked first: another user's token takes nothing from anyone."""
+        sessions = self.backplane.sessions
+        record = await sessions.by_resume_token(token)
+        if (
+            record is None
+            or record.user != user
+            or record.state is SessionState.CLOSED
+            or record.node == self.node_id
+        ):
+            return None
+        previous = record.node
+        if not await sessions.take(record.id, previous, self.node_id):
+            return None
+        record.node = self.node_id
+        record.state = SessionState.GRACE
+        self.registry.adopt_in_grace(record, now)
+        await self.backplane.broker.publish(node_channel(previous), b"moved " + record.id.encode())
+        return record
+
+    # --- ownership ----------------------------------------------------------------------------
+
+    async def save(self, session: Session) -> bool:
+        """Write the session's record; if another node owns it now, let it go here."""
+        if await self.backplane.sessions.put(session):
+            return True
+        self.lost(session)
+        return False
+
+    def lost(self, session: Session) -> None:
+        """Another node took this session (it resumed there): drop it without ending it."""
+        if self.registry.get(session.id) is session:
+            self.registry.release(session.id)
+        conn = self.by_session.get(session.id)
+        if conn is not None:
+            self.detach(conn, session)
+            conn.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+        log.info("session %s moved to another node", session.id)
+
+    def moved_away(self, session_id: SessionId) -> None:
+        """Another node announced it took one of our sessions."""
+        session = self.registry.get(session_id)
+        if session is not None:
+            self.lost(session)
+            self.rearm()
+
+    # --- grace --------------------------------------------------------------------------------
+
+    def transport_lost(self, conn: Connection) -> None:
+        """A connection's socket is gone: its ACTIVE session enters grace."""
+        self.pending.pop(conn.id, None)
+        session = conn.session
+        if session is None:
+            return
+        self.detach(conn, session)
+        if session.state is SessionState.ACTIVE:
+            self.registry.transport_lost(session.id, self.clock.monotonic())
+            self.spawn(self.entered_grace(session))
+
+    def pong_missed(self, session: Session) -> None:
+        """The registry put a silent session in grace: drop its transport, announce it."""
+        conn = self.by_session.get(session.id)
+        if conn is not None:
+            self.detach(conn, session)
+            conn.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong: reconnect and resume", abort=True)
+        self.spawn(self.entered_grace(session))
+
+    async def entered_grace(self, session: Session, *, adopted: bool = False) -> None:
+        """Note where each room's stream was, stop its typing, save, tell device-event rooms.
+
+        An ``adopted`` session (its node died) has its user's indicators stopped whether or
+        not this node started them: their owner cannot end them any more."""
+        for room in session.rooms:
+            session.marks[room] = await self.backplane.messages.position(room)
+            await self.clear_typing(session, room, owned=not adopted)
+        await self.save(session)
+        await self.publish_device(session, DeviceDropped)
+
+    def adopt(self, session: Session, now: float) -> None:
+        """Own a session whose node died: it enters grace here from ``now``."""
+        session.marks.clear()
+        self.registry.adopt_in_grace(session, now)
+        self.spawn(self.entered_grace(session, adopted=True))
+
+    # --- ending -------------------------------------------------------------------------------
+
+    async def end(self, session: Session, reason: LeaveReason) -> None:
+        """A CLOSED session leaves every room and its user's presence, at once. The CLOSED
+        record is written first, so that a node dying half-way leaves the job to its reaper."""
+        if await self.save(session):
+            await self.finish(session, reason)
+
+    async def finish(self, session: Session, reason: LeaveReason) -> None:
+        """Remove a CLOSED session from its rooms and its user's presence, then its record."""
+        backplane = self.backplane
+        for room in list(session.rooms):
+            await self._remove_member(session, room, reason)
+        presence = await backplane.presence.remove(session.user, session.id, self.clock.wall())
+        await backplane.sessions.delete(session.id, owner=self.node_id)
+        await self.events.presence_changed(session.user, presence)
+
+    def force_leave(self, session: Session, reason: LeaveReason, message: str) -> None:
+        """Tell the client why, close its socket, and remove the (already CLOSED) session."""
+        conn = self.by_session.get(session.id)
+        if conn is not None:
+            self.detach(conn, session)
+            conn.send(ForceLeave(reason=reason.value, message=message))
+            conn.close(CloseCode.FORCE_LEAVE, reason.value)
+        self.spawn(self.end(session, reason))
+
+    async def logout(self, conn: Connection, session: Session) -> None:
+        self.registry.close(session.id, SessionEvent.LEAVE)
+        self.detach(conn, session)
+        await self.end(session, LeaveReason.LEFT)
+        conn.close(CloseCode.NORMAL, "logged out")
+
+    def kick(self, user: UserId, message: str = "removed by the server") -> int:
+        """Force-leave every local session of ``user``; returns how many were ended."""
+        ended = 0
+        for session in list(self.registry):
+            if session.user == user:
+                self.registry.close(session.id, SessionEvent.KICK)
+                self.force_leave(session, LeaveReason.KICKED, message)
+                ended += 1
+        self.rearm()
+        return ended
+
+    # --- rooms --------------------------------------------------------------------------------
+
+    async def join(
+        self,
+        conn: Connection,
+        session: Session,
+        room: RoomId,
+        meta: dict[str, Any] | None,
+        device_events: bool,
+        ref: Any,
+    ) -> None:
+        """Join (or re-join with new options): record first, then the room; the joiner gets
+        the snapshot. Undone if the room add fails."""
+        previous = session.rooms.get(room)
+        kept = meta if meta is not None else (previous.meta if previous else None)
+        session.rooms[room] = RoomOptions(meta=kept, device_events=device_events)
+        try:
+            if not await self.save(session):
+                return
+            change = await self._add_member(session, room, meta)
+        except BaseException:
+            await self._undo_join(session, room, previous)
+            raise
+        await self.fanout.join_room(conn, room, device_events)
+        await self.events.publish_change(change, origin=session.id)
+        snapshot = await self.backplane.rooms.snapshot(room)
+        members = await self.events.members(snapshot)
+        conn.send(RoomJoined(room=room, version=snapshot.version, members=members, ref=ref))
+
+    async def _add_member(
+        self,
+        session: Session,
+        room: RoomId,
+        meta: dict[str, Any] | None,
+        hidden: bool | None = None,
+    ) -> RoomChange:
+        """The store's room add for a session (hidden while its user is invisible)."""
+        if hidden is None:
+            hidden = await self._invisible(session.user)
+        return await self.backplane.rooms.add(room, session.user, session.id, meta, hidden)
+
+    async def _invisible(self, user: UserId) -> bool:
+        return (await self.backplane.presence.get_private(user)).status == "invisible"
+
+    async def _undo_join(
+        self, session: Session, room: RoomId, previous: RoomOptions | None
+    ) -> None:
+        """The room add failed: the session's rooms become what they were, saved again. A
+        first join whose add may have landed anyway is taken out of the room too, with the
+        member.left that pairs any member.joined seen."""
+        if previous is not None:
+            session.rooms[room] = previous
+        else:
+            session.rooms.pop(room, None)
+        try:
+            if previous is None:
+                change = await self.backplane.rooms.remove(room, session.user, session.id)
+                await self.events.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
+            await self.save(session)
+        except Exception:
+            log.exception("undoing a failed room.join of %s", room)
+
+    async def leave(self, conn: Connection, session: Session, room: RoomId) -> None:
+        """Leave a room: membership first, then the record."""
+        await self._remove_member(session, room, LeaveReason.LEFT)
+        del session.rooms[room]
+        self.fanout.leave_room(conn, room)
+        await self.save(session)
+
+    async def _remove_member(self, session: Session, room: RoomId, reason: LeaveReason) -> None:
+        """Stop its typing, take the session out of the room; device.gone (for an ending that
+        is not a plain leave) then the member event."""
+        await self.clear_typing(session, room)
+        change = await self.backplane.rooms.remove(room, session.user, session.id)
+        if reason is not LeaveReason.LEFT:
+            gone = DeviceGone(room=room, user=session.user, device=session.device, reason=reason)
+            await self.backplane.broker.publish(device_channel(room), encode(gone), session.id)
+        await self.events.publish_change(change, reason=reason, origin=session.id)
+
+    async def set_meta(self, session: Session, room: RoomId, meta: dict[str, Any]) -> int:
+        """A member's metadata changed; returns the room version."""
+        change = await self.backplane.rooms.set_meta(room, session.user, meta)
+        session.rooms[room].meta = meta
+        await self.events.publish_change(change, origin=session.id)
+        await self.save(session)
+        return change.version
+
+    # --- presence -----------------------------------------------------------------------------
+
+    async def set_status(self, session: Session) -> PresenceChange:
+        """Push this session's effective status to the store and tell everyone concerned."""
+        change = await self.backplane.presence.set(
+            session.user, session.id, session.effective_status, session.text, self.clock.wall()
+        )
+        await self.save(session)
+        await self.events.presence_changed(session.user, change)
+        return change
+
+    async def watch(
+        self, conn: Connection, session: Session, users: list[UserId]
+    ) -> list[Presence]:
+        """Start watching ``users`` (limits checked by the caller); their presence now."""
+        for user in users:
+            if user not in session.subscriptions:
+                session.subscriptions.add(user)
+                await self.fanout.watchers.add(user, conn)
+        await self.save(session)
+        return await self.events.presence_of(users)
+
+    async def unwatch(self, conn: Connection, session: Session, users: Iterable[UserId]) -> None:
+        for user in users:
+            if user in session.subscriptions:
+                session.subscriptions.discard(user)
+                self.fanout.watchers.discard(user, conn)
+        await self.save(session)
+
+    async def publish_device(
+        self, session: Session, kind: type[DeviceDropped] | type[DeviceBack]
+    ) -> None:
+        """A device-level event for each of the session's rooms (to sessions that asked)."""
+        for room in session.rooms:
+            event: DeviceDropped | DeviceBack
+            if kind is DeviceDropped:
+                grace = self.settings.grace
+                event = DeviceDropped(
+                    room=room, user=session.user, device=session.device, grace=grace
+                )
+            else:
+                event = DeviceBack(room=room, user=session.user, device=session.device)
+            await self.backplane.broker.publish(device_channel(room), encode(event), session.id)
+
+    # --- typing -------------------------------------------------------------------------------
+
+    async def start_typing(self, session: Session, room: RoomId) -> None:
+        now = self.clock.monotonic()
+        key = self.typing.start(session.id, room, now)
+        if key is None:
+            return  # throttled: the indicator is on and was renewed just now
+        self.registry.arm(DeadlineKind.TYPING, key, now + self.settings.typing_timeout)
+        users = await self.backplane.typing.start(room, session.user)
+        if users is not None:
+            await self._publish_typing(room, users, session.id)
+
+    async def clear_typing(self, session: Session, room: RoomId, *, owned: bool = True) -> None:
+        """Stop the session's typing indicator in a room, if it has one (``owned=False``: in
+        the store whether or not this node started it, as for an adopted session)."""
+        key = self.typing.stop(session.id, room)
+        if key is not None:
+            self.registry.disarm(DeadlineKind.TYPING, key)
+        elif owned:
+            return
+        users = await self.backplane.typing.stop(room, session.user)
+        if users is not None:
+            await self._publish_typing(room, users, session.id if key is not None else None)
+
+    async def typing_expired(self, key: str) -> None:
+        """A TYPING deadline fired: the session stopped renewing."""
+        session_id, room = self.typing.expired(key)
+        session = self.registry.get(session_id)
+        if session is None:
+            return
+        users = await self.backplane.typing.stop(room, session.user)
+        if users is not None:
+            await self._publish_typing(room, users, None)
+
+    async def _publish_typing(self, room: RoomId, users: list[UserId], origin: str | None) -> None:
+        event = TypingEvent(room=room, users=list(users))
+        await self.backplane.broker.publish(room_channel(room), encode(event), origin)
+
+    # --- recovery -----------------------------------------------------------------------------
+
+    async def recover(
+        self, conn: Connection, session: Session, room: RoomId, since: Position | None
+    ) -> None:
+        """Send the events of ``room`` after ``since`` (or after the session's mark)."""
+        if since is None:
+            mark = session.marks.get(room)
+            if mark is None:
+                return
+            since = Position(epoch=mark[0], offset=mark[1])
+        found = await self.backplane.messages.since(
+            room, since.epoch, since.offset, self.clock.wall()
+        )
+        conn.send(
+            RoomRecovered(
+                room=room,
+                epoch=found.epoch,
+                offset=found.offset,
+                recovered=found.recovered,
+                events=[wire_event(e) for e in found.events],
+            )
+        )
+
+    # --- the cluster --------------------------------------------------------------------------
+
+    async def reap(self, dead: str) -> tuple[int, int]:
+        """Adopt a dead node's sessions into grace here; finish the ones it was ending.
+        Returns (adopted, finished)."""
+        sessions = self.backplane.sessions
+        now = self.clock.monotonic()
+        adopted = finished = 0
+        for record in await sessions.of_node(dead):
+            if not await sessions.take(record.id, dead, self.node_id):
+                continue  # resumed elsewhere meanwhile
+            record.node = self.node_id
+            if record.state is SessionState.CLOSED:
+                self.spawn(self.finish(record, LeaveReason.NODE_LOST))
+                finished += 1
+            else:
+                self.adopt(record, now)
+                adopted += 1
+        return adopted, finished
+
+    async def reap_previous_life(self) -> int:
+        """Sessions recorded under this node's id that this process never had (it restarted
+        with the same id): into grace here, or finish ending them."""
+        now = self.clock.monotonic()
+        count = 0
+        for record in await self.backplane.sessions.of_node(self.node_id):
+            if self.registry.get(record.id) is not None:
+                continue
+            if record.state is SessionState.CLOSED:
+                self.spawn(self.finish(record, LeaveReason.NODE_LOST))
+            else:
+                self.adopt(record, now)
+            count += 1
+        return count
+
+    async def reassert(self) -> int:
+        """Write every local session back into the store (after an outage or an empty
+        restart), silently: clients saw no change, so nobody is told of one. A session another
+        node took meanwhile is refused by the owner check and let go here."""
+        backplane = self.backplane
+        count = 0
+        wall = self.clock.wall()
+        for session in list(self.registry):
+            if not await self.save(session):
+                continue
+            await backplane.presence.set(
+                session.user, session.id, session.effective_status, session.text, wall
+            )
+            hidden = await self._invisible(session.user)
+            for room, options in session.rooms.items():
+                await self._add_member(session, room, options.meta, hidden)
+            count += 1
+        return count
+
+
+async def _undo_step(step: Awaitable[Any]) -> bool:
+    try:
+        await step
+    except Exception:
+        log.exception("undoing a failed authentication")
+        return False
+    return True
