@@ -23,6 +23,7 @@ __all__ = [
     "PresenceChange",
     "UserPresence",
     "aggregate_status",
+    "derive_view",
 ]
 
 OFFLINE = "offline"
@@ -38,6 +39,29 @@ def aggregate_status(statuses: Iterable[str]) -> str:
         if r > rank:
             best, rank = status, r
     return best
+
+
+def derive_view(
+    user: UserId,
+    devices: list[tuple[str, str | None, int]],
+    last_seen: float | None,
+    *,
+    public: bool,
+) -> UserPresence:
+    """THE presence rule, for every store: a user's presence from its sessions' records
+    ``(status, text, seq)`` (``seq``: higher was set later). Status by
+    :data:`STATUS_PRECEDENCE`, text of the newest session with the winning status; with
+    ``public``, an invisible user is offline (what everyone else sees)."""
+    if not devices:
+        return UserPresence(user, False, OFFLINE, 0, None, last_seen)
+    if len(devices) == 1:  # the common case, read by every join reply
+        status, text, _ = devices[0]
+    else:
+        status = aggregate_status(d[0] for d in devices)
+        text = max((d for d in devices if d[0] == status), key=lambda d: d[2])[1]
+    if public and status == "invisible":
+        return UserPresence(user, False, OFFLINE, 0, None, last_seen)
+    return UserPresence(user, True, status, len(devices), text, None)
 
 
 class UserPresence(msgspec.Struct, frozen=True):
@@ -115,26 +139,18 @@ class PresenceBook:
 
     def private(self, user: UserId) -> UserPresence:
         """The user's true presence (what its own devices see)."""
-        entry = self._users.get(user)
-        if entry is None or not entry.sessions:
-            last = entry.last_seen if entry else None
-            return UserPresence(user, False, OFFLINE, 0, None, last)
-        if len(entry.sessions) == 1:  # the common case, read by every join reply
-            (only,) = entry.sessions.values()
-            return UserPresence(user, True, only.status, 1, only.text, None)
-        status = aggregate_status(d.status for d in entry.sessions.values())
-        newest = max(
-            (d for d in entry.sessions.values() if d.status == status), key=lambda d: d.seq
-        )
-        return UserPresence(user, True, status, len(entry.sessions), newest.text, None)
+        return self._view(user, public=False)
 
     def public(self, user: UserId) -> UserPresence:
         """What everyone else sees: invisible users appear offline."""
-        view = self.private(user)
-        if view.status == "invisible":
-            entry = self._users.get(user)
-            return UserPresence(user, False, OFFLINE, 0, None, entry.last_seen if entry else None)
-        return view
+        return self._view(user, public=True)
+
+    def _view(self, user: UserId, *, public: bool) -> UserPresence:
+        entry = self._users.get(user)
+        if entry is None:
+            return UserPresence(user, False, OFFLINE, 0, None, None)
+        devices = [(d.status, d.text, d.seq) for d in entry.sessions.values()]
+        return derive_view(user, devices, entry.last_seen, public=public)
 
     def sessions(self, user: UserId) -> list[SessionId]:
         entry = self._users.get(user)

@@ -5,9 +5,9 @@ records (status, rank, text, and a per-user sequence number that orders the text
 hash (last seen, the sequence counter). ``set`` and ``remove`` are each one Lua script that
 applies the change, records last seen on the edge where the user stops being visible online
 (and forgets a user never seen online), and returns the records before and after. The views
-are then derived here by :func:`view`, the same rules as PresenceBook.private/public: status by
-STATUS_PRECEDENCE, text of the newest session with the winning status, invisible users offline
-to others. Reads (``get_many``, ``get_private``) are one pipeline of plain reads.
+are then derived by presence/status.py's :func:`derive_view`, the one rule PresenceBook uses too:
+status by STATUS_PRECEDENCE, text of the newest session with the winning status, invisible
+users offline to others. Reads (``get_many``, ``get_private``) are one pipeline of plain reads.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from typing import Any
 import msgspec
 
 from presenced.presence.status import (
-    OFFLINE,
     STATUS_PRECEDENCE,
     PresenceChange,
     UserPresence,
-    aggregate_status,
+    derive_view,
 )
 from presenced.store.redis.keys import Keys
 from presenced.store.redis.scripts import Scripts
@@ -51,15 +50,8 @@ _record_decoder = msgspec.json.Decoder(DeviceStatus)
 def view(
     user: UserId, devices: list[DeviceStatus], last_seen: float | None, *, public: bool
 ) -> UserPresence:
-    """The user's presence from its sessions' records: what its own devices see, or (with
-    ``public``) what everyone else sees, where an invisible user is offline."""
-    if not devices:
-        return UserPresence(user, False, OFFLINE, 0, None, last_seen)
-    status = aggregate_status(d.s for d in devices)
-    if public and status == "invisible":
-        return UserPresence(user, False, OFFLINE, 0, None, last_seen)
-    newest = max((d for d in devices if d.s == status), key=lambda d: d.q)
-    return UserPresence(user, True, status, len(devices), newest.t, None)
+    """The user's presence from its sessions' records (presence/status.py's one rule)."""
+    return derive_view(user, [(d.s, d.t, d.q) for d in devices], last_seen, public=public)
 
 
 class RedisPresenceStore:
