@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,8 +23,7 @@ from presenced.protocol.messages import MemberJoined, MemberLeft, MemberUpdated,
 from presenced.server.serve import RunningServer
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
-from tests.support.nats import NatsProcess
-from tests.support.valkey import ValkeyCluster, ValkeyProcess
+from tests.support.waiting import until
 
 BACKENDS = ["memory", "valkey", "valkey-cluster", "valkey-nats"]
 
@@ -41,30 +40,6 @@ LIMITS: dict[str, Any] = {
     "heartbeat_timeout": 1,
     "order_hold": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def valkey() -> Iterator[ValkeyProcess]:
-    server = ValkeyProcess().start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def valkey_cluster() -> Iterator[ValkeyCluster]:
-    cluster = ValkeyCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.cleanup()
-
-
-@pytest.fixture(scope="module")
-def nats_server() -> Iterator[NatsProcess]:
-    server = NatsProcess().start()
-    yield server
-    server.cleanup()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -105,15 +80,6 @@ def _versions(client: ProtocolClient) -> list[int]:
     ]
 
 
-async def _wait(predicate: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)  # poll pacing, bounded by the deadline
-
-
 async def test_concurrent_senders_and_joiners_keep_room_order(
     nodes: list[RunningServer],
 ) -> None:
@@ -146,12 +112,10 @@ async def test_concurrent_senders_and_joiners_keep_room_order(
     )
     total = len(senders) * MESSAGES_EACH
     for observer in observers:
-        await _wait(lambda o=observer: len(_offsets(o)) >= total, 60, "every message")
+        await until(lambda o=observer: len(_offsets(o)) >= total, "every message", 60)
     final_version = len(observers) + len(senders) + JOINERS  # one per join, from 0
     for observer in observers:
-        await _wait(
-            lambda o=observer: final_version in _versions(o), 60, f"version {final_version}"
-        )
+        await until(lambda o=observer: final_version in _versions(o), f"v{final_version}", 60)
     for observer, snapshot in zip(observers, snapshots, strict=True):
         offsets = _offsets(observer)
         assert offsets == list(range(1, total + 1)), _first_disorder(offsets)

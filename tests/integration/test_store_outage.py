@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +14,7 @@ from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 from tests.integration.test_http_endpoints import get
 from tests.support.valkey import ValkeyProcess
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -101,33 +102,24 @@ async def test_store_restart_loses_no_acked_message(
                 await asyncio.sleep(0.01)  # pacing retries while the store is away
 
     sending = asyncio.create_task(send_until_stopped())
-    await _wait_until(lambda: len(acked) >= 20, 10, "messages before the restart")
+    await until(lambda: len(acked) >= 20, "messages before the restart", 10)
     port = valkey.port
     valkey.stop()
     await wait_health(nodes[0].http_url, "degraded")
     valkey.port = port
     valkey.start()
     before = len(acked)
-    await _wait_until(lambda: len(acked) >= before + 60, 30, "messages after the restart")
+    await until(lambda: len(acked) >= before + 60, "messages after the restart", 30)
     stop.set()
     await sending
     for observer in observers:
-        await _wait_until(
-            lambda o=observer: {m.id for m in o.of_type("message")} >= set(acked),
-            15,
+        await until(
+            lambda o=observer: {m.id for m in o.of_type("message")} >= set(acked),  # type: ignore[attr-defined]
             "every acked message at every observer",
+            15,
         )
         ids = [m.id for m in observer.of_type("message")]  # type: ignore[attr-defined]
         assert len(ids) == len(set(ids)), "a message arrived twice"
     assert not sender.of_type("message"), "the sender got a copy of its own message"
     for client in (sender, *observers):
         await client.close()
-
-
-async def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)  # poll pacing, bounded by the deadline

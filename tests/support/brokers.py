@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +17,7 @@ from redis.crc import key_slot
 
 from presenced.store.base import MessageHandler
 from tests.support.valkey import ValkeyCluster
+from tests.support.waiting import until
 
 __all__ = [
     "RESUME",
@@ -90,15 +90,6 @@ async def probe_until_delivered(
     for inbox in inboxes:
         while (payload := (await inbox.next())[0]) != b"drained":
             assert payload.startswith(b"probe")
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``condition`` until it holds, bounded by ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"not within {timeout}s: {what}"
-        await asyncio.sleep(0.02)  # poll pacing; the deadline above bounds the wait
 
 
 def owner_index(cluster: ValkeyCluster, name: str) -> int:
