@@ -26,6 +26,9 @@ from tests.conftest import ServerFactory
 from tests.support.nats import NatsProcess
 from tests.support.valkey import ValkeyCluster, ValkeyProcess
 
+# Picks its backends itself (BACKENDS below): make_server is not run on each gateway backend.
+pytestmark = pytest.mark.own_backend
+
 BACKENDS = ["memory", "valkey", "valkey-cluster", "valkey-nats"]
 
 SENDERS_PER_NODE = 2
