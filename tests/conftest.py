@@ -1,7 +1,13 @@
-"""Shared fixtures: real servers on loopback with millisecond intervals."""
+"""Shared fixtures: real servers on loopback with millisecond intervals.
+
+``make_server`` starts servers on the store named by ``gateway_backend``: "memory" unless a
+directory's conftest parametrizes it (tests/integration runs each gateway test on "memory" and
+on "valkey", design.md section 7).
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -28,12 +34,41 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 Connect = Callable[..., Awaitable[ProtocolClient]]
 
 
+BACKENDS = ("memory", "valkey")
+
+
 @pytest.fixture
-async def make_server() -> AsyncIterator[ServerFactory]:
-    """Start servers with FAST settings plus overrides; all are stopped at teardown."""
+def gateway_backend(request: pytest.FixtureRequest) -> str:
+    """The store ``make_server`` uses unless a test passes ``redis`` itself: "memory" by
+    default; "valkey" (the session's ``valkey`` fixture) where it is parametrized."""
+    backend = str(getattr(request, "param", "memory"))
+    if backend not in BACKENDS:
+        raise ValueError(f"gateway_backend {backend!r}: expected one of {BACKENDS}")
+    return backend
+
+
+@pytest.fixture
+async def make_server(
+    gateway_backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[ServerFactory]:
+    """Start servers with FAST settings plus overrides; all are stopped at teardown.
+
+    On the "valkey" backend every server gets ``redis`` and a key prefix of its own, so each
+    is a deployment of its own as on memory (no test or server sees another's keys); a test
+    that passes ``redis`` keeps its own store, one that passes ``redis_prefix`` its prefix.
+    """
     started: list[RunningServer] = []
 
     async def factory(**overrides: Any) -> RunningServer:
+        if gateway_backend == "valkey" and "redis" not in overrides:
+            overrides = {
+                "redis": request.getfixturevalue("valkey").url,
+                "redis_prefix": f"it-{uuid.uuid4().hex[:12]}",
+                # A stop during the lease keeper's first tick waits one lease_interval
+                # (LeaseKeeper._run clears the stop's wake-up): keep that short.
+                "lease_interval": 0.2,
+                **overrides,
+            }
         settings = Settings().replace(**{**FAST, **overrides})
         running = await start_server(settings)
         started.append(running)

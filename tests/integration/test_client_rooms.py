@@ -10,10 +10,8 @@ sleeps; an absence is proved by a later event that would have come after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from presenced.client import (
     Client,
@@ -29,26 +27,8 @@ from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 from tests.integration.test_client_messaging import FAST_BACKOFF, TIMEOUT, collect, stream
 from tests.support.relay import Frame, Relay
-from tests.support.valkey import ValkeyProcess
 
 __all__: list[str] = []
-
-
-@pytest.fixture(scope="module")
-def valkey() -> Iterator[ValkeyProcess]:
-    server = ValkeyProcess().start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture(params=["memory", "valkey"])
-async def backend(
-    request: pytest.FixtureRequest, make_server: ServerFactory
-) -> tuple[str, RunningServer]:
-    if request.param == "memory":
-        return "memory", await make_server()
-    valkey: ValkeyProcess = request.getfixturevalue("valkey")
-    return "valkey", await make_server(redis=valkey.url)
 
 
 def sdk(url: str, user: str, device: str = "d1", **kwargs: Any) -> Client:
@@ -102,9 +82,8 @@ def message(body: str) -> Callable[[Frame], bool]:
 
 
 async def test_member_list_equals_the_servers_after_concurrent_joins_and_leaves(
-    backend: tuple[str, RunningServer],
+    server: RunningServer,
 ) -> None:
-    _, server = backend
     # Events come in version order on every backend (the node holds back what arrives
     # early), so the events alone keep the list right: no snapshot is needed.
     async with sdk(server.url, "alice") as alice:

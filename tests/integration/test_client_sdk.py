@@ -25,7 +25,6 @@ from presenced.client import (
     ForcedLeave,
     ForceLeaveError,
 )
-from presenced.config import Settings
 from presenced.protocol.messages import (
     ClientStatus,
     MemberJoined,
@@ -33,8 +32,8 @@ from presenced.protocol.messages import (
     MemberUpdated,
     Presence,
 )
-from presenced.server.serve import RunningServer, start_server
-from tests.conftest import FAST, ServerFactory
+from presenced.server.serve import RunningServer
+from tests.conftest import ServerFactory
 
 TIMEOUT = 5.0
 FAST_BACKOFF = Backoff(initial=0.05, maximum=0.2)
@@ -225,50 +224,43 @@ async def test_dropped_connection_reconnects_and_resumes_unseen(
         ]
 
 
-async def test_server_restart_reconnects_and_restores_a_fresh_session() -> None:
-    settings = Settings().replace(**FAST)
-    first = await start_server(settings)
-    first_running = True
-    second: RunningServer | None = None
-    try:
-        async with client(first, "alice") as alice, client(first, "bob") as bob:
-            await alice.join("room", meta={"cursor": 1})
-            await alice.set_status("busy", "deep work")
-            await alice.subscribe(["bob"])
-            await bob.join("room")
-            old_session = alice.session
+async def test_server_restart_reconnects_and_restores_a_fresh_session(
+    make_server: ServerFactory,
+) -> None:
+    # make_server stops both servers at teardown (the first a second time: harmless).
+    first = await make_server()
+    async with client(first, "alice") as alice, client(first, "bob") as bob:
+        await alice.join("room", meta={"cursor": 1})
+        await alice.set_status("busy", "deep work")
+        await alice.subscribe(["bob"])
+        await bob.join("room")
+        old_session = alice.session
 
-            first_running = False
-            await first.stop()  # every client gets 1012: reconnect at once
-            for c in (alice, bob):
-                lost = await wait_for(c.events(), lambda e: isinstance(e, Disconnected))
-                assert isinstance(lost, Disconnected)
-                assert lost.code == 1012 and lost.will_reconnect
+        await first.stop()  # every client gets 1012: reconnect at once
+        for c in (alice, bob):
+            lost = await wait_for(c.events(), lambda e: isinstance(e, Disconnected))
+            assert isinstance(lost, Disconnected)
+            assert lost.code == 1012 and lost.will_reconnect
 
-            # A new node on the same port knows nothing: the resume fails, the SDK restores.
-            second = await start_server(settings.replace(port=first.port))
-            for c in (alice, bob):
-                back = await wait_for(c.events(), lambda e: isinstance(e, Connected))
-                assert isinstance(back, Connected)
-                assert not back.welcome.resumed and back.welcome.resume_error
-            assert alice.session != old_session
-            assert alice.rooms == frozenset({"room"})
+        # A new node on the same port knows nothing: the resume fails, the SDK restores.
+        await make_server(port=first.port)
+        for c in (alice, bob):
+            back = await wait_for(c.events(), lambda e: isinstance(e, Connected))
+            assert isinstance(back, Connected)
+            assert not back.welcome.resumed and back.welcome.resume_error
+        assert alice.session != old_session
+        assert alice.rooms == frozenset({"room"})
 
-            members = {m.user: m for m in (await bob.members("room")).members}
-            assert set(members) == {"alice", "bob"}
-            assert (members["alice"].status, members["alice"].text) == ("busy", "deep work")
-            assert members["alice"].meta == {"cursor": 1}
+        members = {m.user: m for m in (await bob.members("room")).members}
+        assert set(members) == {"alice", "bob"}
+        assert (members["alice"].status, members["alice"].text) == ("busy", "deep work")
+        assert members["alice"].meta == {"cursor": 1}
 
-            await bob.set_status("away")  # alice's subscription was restored too
-            await wait_for(
-                alice.events(),
-                lambda e: isinstance(e, Presence) and e.user == "bob" and e.status == "away",
-            )
-    finally:
-        if first_running:
-            await first.stop()
-        if second is not None:
-            await second.stop()
+        await bob.set_status("away")  # alice's subscription was restored too
+        await wait_for(
+            alice.events(),
+            lambda e: isinstance(e, Presence) and e.user == "bob" and e.status == "away",
+        )
 
 
 # --- the end of a session ------------------------------------------------------------------

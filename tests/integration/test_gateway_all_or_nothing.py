@@ -39,6 +39,9 @@ from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 from tests.support.valkey import ValkeyProcess
 
+# Runs on memory and Valkey through its own backend fixture (and a Valkey it stops).
+pytestmark = pytest.mark.own_backend
+
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 LONE_SURROGATE = '{"a":"\\ud800"}'  # json.loads accepts it; no UTF-8 encoder writes it back
 

@@ -19,12 +19,15 @@ def get(url: str) -> tuple[int, str, str]:
         return exc.code, exc.headers["Content-Type"] or "", exc.read().decode()
 
 
-async def test_health_reports_ok_and_counts(server: RunningServer, connect: Connect) -> None:
+async def test_health_reports_ok_and_counts(
+    server: RunningServer, connect: Connect, gateway_backend: str
+) -> None:
     await connect("alice", "phone")
     status, ctype, body = await asyncio.to_thread(get, server.http_url + "/health")
     data = json.loads(body)
     assert status == 200 and ctype == "application/json"
-    assert data["status"] == "ok" and data["store"] == "memory"
+    store = {"memory": "memory", "valkey": "redis"}[gateway_backend]
+    assert data["status"] == "ok" and data["store"] == store
     assert data["connections"] == 1 and data["sessions"] == 1
 
 

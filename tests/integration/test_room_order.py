@@ -25,6 +25,9 @@ from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 from tests.support.waiting import until
 
+# Picks its backends itself (BACKENDS below): make_server is not run on each gateway backend.
+pytestmark = pytest.mark.own_backend
+
 BACKENDS = ["memory", "valkey", "valkey-cluster", "valkey-nats"]
 
 SENDERS_PER_NODE = 2

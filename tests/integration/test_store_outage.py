@@ -16,6 +16,9 @@ from tests.integration.test_http_endpoints import get
 from tests.support.valkey import ValkeyProcess
 from tests.support.waiting import until
 
+# Stops and restarts a Valkey of its own (redis= on every server): not run on each backend.
+pytestmark = pytest.mark.own_backend
+
 
 @pytest.fixture
 def valkey() -> Iterator[ValkeyProcess]:
