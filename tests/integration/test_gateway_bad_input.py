@@ -7,6 +7,7 @@ import pytest
 from presenced.protocol.messages import Error, RoomJoined
 from presenced.server.serve import RunningServer
 from tests.conftest import Connect, ServerFactory
+from tests.support.waiting import until
 
 
 @pytest.mark.parametrize(
@@ -67,12 +68,8 @@ async def test_binary_frames_are_refused(connect: Connect) -> None:
     assert isinstance(error, Error) and error.code == "BAD_JSON"
 
 
-# VALKEY-BUG: on Valkey the connection is still busy after `welcome` (auth_flow._open awaits
-# presence_changed after sending it), so these heartbeats queue; past rate_burst
-# Connection.on_text (server/connection.py) answers RATE_LIMITED at once, with no `ref`, ahead
-# of the acks of the requests queued before it (protocol.md: replies come in request order).
-# Memory-only until that is fixed; on Valkey it fails with 0 acks when RATE_LIMITED arrives.
-@pytest.mark.gateway_backends("memory")
+# On Valkey the connection is still busy after `welcome` (the session's presence is being
+# published), so these heartbeats queue: their refusals must still come in request order.
 async def test_rate_limit_drops_excess_requests_only(make_server: ServerFactory) -> None:
     from presenced.testing import ProtocolClient
 
@@ -85,6 +82,15 @@ async def test_rate_limit_drops_excess_requests_only(make_server: ServerFactory)
     assert isinstance(limited, Error)
     acks = client.of_type("heartbeat.ack")
     assert 1 <= len(acks) <= 6
+
+    # Every request gets its answer, in request order: acks first, then the refusals.
+    def answers() -> list[object]:
+        return [m for m in client.received if type(m).__name__ in ("HeartbeatAck", "Error")]
+
+    await until(lambda: len(answers()) >= 20, "an answer to every request")
+    kinds = [type(m).__name__ for m in answers()]
+    assert kinds == sorted(kinds, key=lambda k: k == "Error"), kinds
+    assert len(kinds) == 20
     assert not client.closed.is_set()
     await client.close()
 

@@ -66,7 +66,8 @@ class Connection:
         self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
         self.message_bucket = TokenBucket(settings.message_rate, settings.message_burst, now)
         self._busy: asyncio.Task[None] | None = None
-        self._backlog: deque[bytes] | None = None  # made when a request first has to wait
+        # Requests waiting for the one running (None: one refused, answered in its turn).
+        self._backlog: deque[bytes | None] | None = None
 
     def __repr__(self) -> str:
         who = f"{self.session.user}/{self.session.device}" if self.session else "anonymous"
@@ -83,15 +84,28 @@ class Connection:
         if self.closing:
             return
         if self._busy is not None:
-            # Bounded by the rate limit's burst: beyond it requests are refused, not queued.
-            if self._backlog is None:
-                self._backlog = deque()
-            if len(self._backlog) >= self.node.settings.rate_burst:
-                self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
-                return
-            self._backlog.append(data)
+            self._queue(data)
             return
         self._process(data)
+
+    def _queue(self, data: bytes) -> None:
+        """A request arrived while an earlier one is still running: it waits its turn, and so
+        does its refusal when it is over the rate (replies come in request order). Each frame
+        pays its token on arrival. Bounded: at most ``rate_burst`` requests wait; past four
+        times that (a flood) a frame is refused at once."""
+        settings = self.node.settings
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        if len(backlog) >= 4 * settings.rate_burst:
+            self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
+            return
+        waiting = len(backlog) - backlog.count(None)
+        now = self.node.clock.monotonic()
+        if waiting < settings.rate_burst and self.bucket.take(now):
+            backlog.append(data)
+        else:
+            backlog.append(None)  # refused in its turn
 
     def on_binary(self, data: bytes) -> None:
         self.send_error(
@@ -126,23 +140,19 @@ class Connection:
 
     # --- requests ----------------------------------------------------------------------------
 
-    def _process(self, data: bytes) -> None:
+    def _process(self, data: bytes, *, charged: bool = False) -> None:
+        """Decode and run one request; ``charged``: its token was taken when it was queued."""
         node = self.node
         now = node.clock.monotonic()
         try:
             message = decode_client(data, max_bytes=node.settings.max_frame_bytes)
         except ProtocolError as exc:
-            self.bucket.take(now)  # bad frames count against the rate too
+            if not charged:
+                self.bucket.take(now)  # bad frames count against the rate too
             self.send_error(exc)
             return
-        if not self.bucket.take(now):
-            self.send_error(
-                ProtocolError(
-                    ErrorCode.RATE_LIMITED,
-                    f"over {node.settings.rate_limit:g} messages/s: request dropped",
-                    ref=message.ref,
-                )
-            )
+        if not charged and not self.bucket.take(now):
+            self.send_error(self._over_rate(message.ref))
             return
         session = self.session
         if (
@@ -195,11 +205,21 @@ class Connection:
                 ProtocolError(ErrorCode.INTERNAL, "internal error: retry", ref=message.ref)
             )
 
+    def _over_rate(self, ref: str | int | None = None) -> ProtocolError:
+        rate = self.node.settings.rate_limit
+        return ProtocolError(
+            ErrorCode.RATE_LIMITED, f"over {rate:g} messages/s: request dropped", ref=ref
+        )
+
     def _drain(self, task: asyncio.Task[None]) -> None:
         self._busy = None
         self.node.rearm()
         while self._backlog and self._busy is None and not self.closing:
-            self._process(self._backlog.popleft())
+            data = self._backlog.popleft()
+            if data is None:
+                self.send_error(self._over_rate())
+            else:
+                self._process(data, charged=True)
         if not self._backlog:
             self._backlog = None
 
