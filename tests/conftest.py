@@ -64,9 +64,6 @@ async def make_server(
             overrides = {
                 "redis": request.getfixturevalue("valkey").url,
                 "redis_prefix": f"it-{uuid.uuid4().hex[:12]}",
-                # A stop during the lease keeper's first tick waits one lease_interval
-                # (LeaseKeeper._run clears the stop's wake-up): keep that short.
-                "lease_interval": 0.2,
                 **overrides,
             }
         settings = Settings().replace(**{**FAST, **overrides})

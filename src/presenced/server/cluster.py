@@ -72,8 +72,13 @@ class LeaseKeeper:
     async def _run(self) -> None:
         interval = self.node.settings.lease_interval
         while not self._stopping:
-            await self.tick()
+            # Cleared before the tick, not after: a poke (or a stop) that comes during the
+            # tick is not lost, the next round starts at once. (A cancellation swallowed by a
+            # store call in the tick used to leave the stop waiting a whole interval.)
             self._wake.clear()
+            await self.tick()
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
 
