@@ -19,7 +19,7 @@ in ``_open_with_history`` below too: the fixture fails loudly until it has one.
   what is trimmed stops deduping, counting and being found.
 - Receipts: delivered / seen positions only move forward, never past the stream; seen implies
   delivered; one's own message marks it seen; unread counts kept messages by others.
-- Typing: start / stop return the new set only when it changes, per room.
+- Typing: start / stop return the new set only when it changes, per room, numbered in order.
 
 A property test drives random sends, edits, deletes and recoveries against a list model.
 """
@@ -43,7 +43,7 @@ from presenced.presence.history import (
     Recovery,
     StreamEvent,
 )
-from presenced.store.base import Backplane, MessageStore
+from presenced.store.base import Backplane, MessageStore, TypingChange
 from presenced.typing import RoomId, UserId
 from tests.conformance.conftest import BACKENDS, open_backend
 
@@ -567,41 +567,63 @@ async def test_authors_between(backplane: Backplane) -> None:
 # --- TypingStore -------------------------------------------------------------------------------
 
 
-def users(found: list[UserId] | None) -> list[UserId] | None:
+def users(found: TypingChange | None) -> list[UserId] | None:
     """A typing set in a fixed order (the Protocol does not promise one)."""
-    return None if found is None else sorted(found)
+    return None if found is None else sorted(found.users)
 
 
 async def test_typing_start_and_stop_report_changes_only(backplane: Backplane) -> None:
     typing = backplane.typing
     assert await typing.typing(R1) == []
-    assert users(await typing.start(R1, ALICE)) == [ALICE]
-    assert await typing.start(R1, ALICE) is None  # a renewal changes nothing
-    assert users(await typing.start(R1, BOB)) == [ALICE, BOB]
+    assert users(await typing.start(R1, ALICE, 1.0)) == [ALICE]
+    assert await typing.start(R1, ALICE, 1.0) is None  # a renewal changes nothing
+    assert users(await typing.start(R1, BOB, 1.0)) == [ALICE, BOB]
     assert sorted(await typing.typing(R1)) == [ALICE, BOB]
-    assert await typing.stop(R1, CAROL) is None  # was not typing
-    assert users(await typing.stop(R1, ALICE)) == [BOB]
-    assert await typing.stop(R1, ALICE) is None
+    assert await typing.stop(R1, CAROL, 1.0) is None  # was not typing
+    assert users(await typing.stop(R1, ALICE, 1.0)) == [BOB]
+    assert await typing.stop(R1, ALICE, 1.0) is None
     assert await typing.typing(R1) == [BOB]
-    assert users(await typing.stop(R1, BOB)) == []
+    assert users(await typing.stop(R1, BOB, 1.0)) == []
     assert await typing.typing(R1) == []
-    assert await typing.stop(R1, BOB) is None
-    assert await typing.stop(R3, ALICE) is None  # a room nobody typed in
+    assert await typing.stop(R1, BOB, 1.0) is None
+    assert await typing.stop(R3, ALICE, 1.0) is None  # a room nobody typed in
     # Typing again after the room emptied.
-    assert users(await typing.start(R1, CAROL)) == [CAROL]
+    assert users(await typing.start(R1, CAROL, 2.0)) == [CAROL]
     assert await typing.typing(R1) == [CAROL]
+
+
+async def test_typing_changes_are_numbered_in_order_per_room(backplane: Backplane) -> None:
+    typing = backplane.typing
+    seqs = []
+    for change in [
+        await typing.start(R1, ALICE, 5.0),
+        await typing.start(R1, BOB, 5.0),  # the same wall time: still a greater number
+        await typing.stop(R1, ALICE, 4.0),  # a clock behind: still greater
+        await typing.stop(R1, BOB, 5.0),  # the room emptied
+        await typing.start(R1, ALICE, 6.0),  # later: greater than before it emptied
+    ]:
+        assert change is not None
+        seqs.append(change.seq)
+    assert seqs == sorted(set(seqs)), seqs
+    assert seqs[-1] >= 6000  # at least the wall time in milliseconds
+    # A no-op takes no number; each room numbers its own changes.
+    assert await typing.start(R1, ALICE, 7.0) is None
+    after = await typing.start(R1, BOB, 6.0)
+    assert after is not None and after.seq == seqs[-1] + 1
+    other = await typing.start(R2, ALICE, 1.0)
+    assert other is not None and other.seq == 1000
 
 
 async def test_typing_is_per_room(backplane: Backplane) -> None:
     typing = backplane.typing
-    assert users(await typing.start(R1, ALICE)) == [ALICE]
-    assert users(await typing.start(R2, ALICE)) == [ALICE]  # new in R2, though typing in R1
-    assert users(await typing.start(R2, BOB)) == [ALICE, BOB]
+    assert users(await typing.start(R1, ALICE, 1.0)) == [ALICE]
+    assert users(await typing.start(R2, ALICE, 1.0)) == [ALICE]  # new in R2, though typing in R1
+    assert users(await typing.start(R2, BOB, 1.0)) == [ALICE, BOB]
     assert await typing.typing(R1) == [ALICE]
-    assert users(await typing.stop(R1, ALICE)) == []
+    assert users(await typing.stop(R1, ALICE, 1.0)) == []
     assert sorted(await typing.typing(R2)) == [ALICE, BOB]
-    assert await typing.stop(R1, BOB) is None  # typing in R2 only
-    assert users(await typing.stop(R2, BOB)) == [ALICE]
+    assert await typing.stop(R1, BOB, 1.0) is None  # typing in R2 only
+    assert users(await typing.stop(R2, BOB, 1.0)) == [ALICE]
     assert await typing.typing(R1) == []
     assert await typing.typing(R2) == [ALICE]
 

@@ -14,7 +14,7 @@ import msgspec
 
 from presenced.presence.history import StreamEvent
 from presenced.protocol.codec import encode
-from presenced.protocol.messages import MemberJoined
+from presenced.protocol.messages import MemberJoined, TypingEvent
 from presenced.server.ordering import Frame, RoomOrder
 from presenced.server.wire import wire_event
 from presenced.store.memory import memory_backplane
@@ -136,3 +136,27 @@ async def test_a_new_epoch_starts_the_sequence_over() -> None:
     assert order.offer(ROOM, encode(wire_event(fresh)), None)
     assert recorder.offsets() == [1]
     assert msgspec.json.decode(recorder.frames[0].data)["epoch"] == fresh.epoch
+
+
+async def test_typing_changes_published_in_reverse_order_leave_the_newest_shown() -> None:
+    backplane = memory_backplane()
+    recorder = Recorder()
+    order = _order(backplane, recorder)
+    await order.opening(ROOM)
+    await order.opened(ROOM)
+    typing = backplane.typing
+    changes = [
+        await typing.start(ROOM, UserId("alice"), 1000.0),
+        await typing.start(ROOM, UserId("carol"), 1000.0),
+        await typing.stop(ROOM, UserId("alice"), 1000.0),  # two deadlines fired at once:
+        await typing.stop(ROOM, UserId("carol"), 1000.0),  # their publishes cross
+    ]
+    frames = [
+        encode(TypingEvent(room=ROOM, users=list(c.users), seq=c.seq))
+        for c in changes
+        if c is not None
+    ]
+    for data in [frames[0], frames[1], frames[3], frames[2], frames[1]]:
+        assert order.offer(ROOM, data, None)  # typing is ordered here, never passed as is
+    shown = [msgspec.json.decode(f.data)["users"] for f in recorder.frames]
+    assert shown == [["alice"], ["alice", "carol"], []]  # [carol], older, was dropped

@@ -119,7 +119,7 @@ def test_the_next_offset_is_applied_and_the_first_event_is_the_baseline() -> Non
         assert streams.receive(event) == [event]
     assert streams.position("r") == pos("e1", 7)
     # Other rooms and other messages are untouched.
-    typing = TypingEvent(room="r", users=["bob"])
+    typing = TypingEvent(room="r", users=["bob"], seq=1)
     assert streams.receive(typing) == [typing]
     assert streams.receive(msg(9, room="other")) == [msg(9, room="other")]
     assert streams.known == {"r": pos("e1", 7), "other": pos("e1", 9)}

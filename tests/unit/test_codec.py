@@ -287,7 +287,7 @@ SERVER_FULL: list[Any] = [
         recovered=True,
         events=[_MESSAGE_FULL, _EDITED_EVENT, _DELETED_EVENT],
     ),
-    TypingEvent(room="lobby", users=["bob", "carol"]),
+    TypingEvent(room="lobby", users=["bob", "carol"], seq=7),
 ]
 
 SERVER_MINIMAL: list[Any] = [
@@ -331,7 +331,7 @@ SERVER_MINIMAL: list[Any] = [
     RoomReadReply(room="r", epoch="e", offset=0, last_read=0, unread=0),
     RoomHistoryReply(room="r", epoch="e", offset=0, messages=[]),
     RoomRecovered(room="r", epoch="e", offset=0, recovered=False),
-    TypingEvent(room="r", users=[]),
+    TypingEvent(room="r", users=[], seq=1),
 ]
 
 

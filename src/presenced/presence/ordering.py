@@ -82,7 +82,8 @@ class Sequence(Generic[T]):
 
     def jump(self, number: int, item: T) -> list[T]:
         """An item that moves the stream to ``number`` without needing the numbers before it
-        (a room summary): held items before it go first, in order; it goes if it is new."""
+        (a room summary; a typing set, whose stream only ever jumps): held items before it go
+        first, in order; it goes if it is new."""
         out = [self.held.pop(n) for n in sorted(n for n in self.held if n < number)]
         if self.last is None or number > self.last:
             self.last = number

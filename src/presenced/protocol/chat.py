@@ -201,7 +201,9 @@ class RoomRecovered(ServerBase, tag="room.recovered"):
 
 
 class TypingEvent(ServerBase, tag="typing"):
-    """The users typing in a room now (sent when the set changes)."""
+    """The users typing in a room now (sent when the set changes); ``seq`` numbers the room's
+    changes: a greater one is newer."""
 
     room: str
     users: list[str]
+    seq: int

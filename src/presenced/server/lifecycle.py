@@ -51,7 +51,7 @@ from presenced.server.auth_flow import check_protocol, identify, welcome
 from presenced.server.fanout import LocalFanout, device_channel, node_channel, room_channel
 from presenced.server.room_events import RoomEvents
 from presenced.server.wire import wire_event
-from presenced.store.base import Backplane
+from presenced.store.base import Backplane, TypingChange
 from presenced.typing import DeviceId, NodeId, RoomId, SessionId, UserId
 
 if TYPE_CHECKING:
@@ -520,9 +520,9 @@ class Lifecycle:
         if key is None:
             return  # throttled: the indicator is on and was renewed just now
         self.registry.arm(DeadlineKind.TYPING, key, now + self.settings.typing_timeout)
-        users = await self.backplane.typing.start(room, session.user)
-        if users is not None:
-            await self._publish_typing(room, users, session.id)
+        change = await self.backplane.typing.start(room, session.user, self.clock.wall())
+        if change is not None:
+            await self._publish_typing(room, change, session.id)
 
     async def clear_typing(self, session: Session, room: RoomId, *, owned: bool = True) -> None:
         """Stop the session's typing indicator in a room, if it has one (``owned=False``: in
@@ -532,9 +532,9 @@ class Lifecycle:
             self.registry.disarm(DeadlineKind.TYPING, key)
         elif owned:
             return
-        users = await self.backplane.typing.stop(room, session.user)
-        if users is not None:
-            await self._publish_typing(room, users, session.id if key is not None else None)
+        change = await self.backplane.typing.stop(room, session.user, self.clock.wall())
+        if change is not None:
+            await self._publish_typing(room, change, session.id if key is not None else None)
 
     async def typing_expired(self, key: str) -> None:
         """A TYPING deadline fired: the session stopped renewing."""
@@ -542,12 +542,12 @@ class Lifecycle:
         session = self.registry.get(session_id)
         if session is None:
             return
-        users = await self.backplane.typing.stop(room, session.user)
-        if users is not None:
-            await self._publish_typing(room, users, None)
+        change = await self.backplane.typing.stop(room, session.user, self.clock.wall())
+        if change is not None:
+            await self._publish_typing(room, change, None)
 
-    async def _publish_typing(self, room: RoomId, users: list[UserId], origin: str | None) -> None:
-        event = TypingEvent(room=room, users=list(users))
+    async def _publish_typing(self, room: RoomId, change: TypingChange, origin: str | None) -> None:
+        event = TypingEvent(room=room, users=list(change.users), seq=change.seq)
         await self.backplane.broker.publish(room_channel(room), encode(event), origin)
 
     # --- recovery -----------------------------------------------------------------------------

@@ -19,7 +19,10 @@ order:
 - after the pub/sub link came back (:meth:`resync_all`), each room's stream is checked
   against the store and what was published meanwhile is filled the same way;
 - a message of another epoch means the stream was recreated (the store restarted empty):
-  the sequence starts over in the new epoch and fills from its start.
+  the sequence starts over in the new epoch and fills from its start;
+- ``typing`` events are state, not a log: each carries the number of its change of the
+  room's typing set (``seq``), and only a newer one than the last delivered goes out (never
+  held, nothing filled): two changes published in either order leave the newer set shown.
 
 Events filled from the store do not know which session sent them; they skip the author's own
 device instead (its client had the ack).
@@ -66,23 +69,26 @@ class _Numbers(msgspec.Struct):
     epoch: str | None = None
     offset: int | None = None
     version: int | None = None
+    seq: int | None = None
 
 
 _numbers = msgspec.json.Decoder(_Numbers)
 _MESSAGE = b'{"type":"message'  # message, message.edited, message.deleted
 _MEMBER = b'{"type":"member.'
 _SUMMARY = b'{"type":"room.summary"'
+_TYPING = b'{"type":"typing",'
 
 
 class _Streams:
-    """One room's two sequences and what is under way for them."""
+    """One room's sequences and what is under way for them."""
 
-    __slots__ = ("epoch", "filling", "messages", "timer", "versions")
+    __slots__ = ("epoch", "filling", "messages", "timer", "typing", "versions")
 
     def __init__(self) -> None:
         self.epoch: str | None = None
         self.messages: Sequence[Frame] = Sequence()
         self.versions: Sequence[Frame] = Sequence()
+        self.typing: Sequence[Frame] = Sequence()  # only ever jumps: latest wins
         self.timer: asyncio.TimerHandle | None = None
         self.filling = False
 
@@ -183,6 +189,12 @@ class RoomOrder:
                 out = streams.versions.jump(numbers.version, frame)
             else:
                 out = streams.versions.offer(numbers.version, frame)
+        elif data.startswith(_TYPING):
+            numbers = _numbers.decode(data)
+            if numbers.seq is None:
+                return False
+            # Nothing held: an older or equal seq is dropped, a newer one goes at once.
+            out = streams.typing.jump(numbers.seq, Frame(data, origin))
         else:
             return False
         self._deliver(room, out)

@@ -29,7 +29,9 @@ __all__ = [
     "PresenceStore",
     "RoomStore",
     "SessionStore",
+    "TypingChange",
     "TypingStore",
+    "next_typing_seq",
 ]
 
 
@@ -150,12 +152,34 @@ class MessageStore(Protocol):
     async def authors_between(self, room: RoomId, after: int, upto: int) -> set[UserId]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class TypingChange:
+    """A room's typing set after a change, and the change's number in that room.
+
+    ``seq`` is assigned in the same atomic step as the change, so the events of one room's
+    changes, published separately and by any node, can be put back in order by receivers:
+    the greatest ``seq`` is the newest set. It is ``max(previous + 1, wall in ms)``: strictly
+    increasing while the store remembers the previous number, and still increasing (by the
+    wall clock) after the store forgot it (the room's typing key expired), so a receiver
+    that kept an old number never takes a new change for a stale one.
+    """
+
+    users: list[UserId]
+    seq: int
+
+
+def next_typing_seq(previous: int, wall: float) -> int:
+    """The number of a room's next typing change (see :class:`TypingChange`)."""
+    return max(previous + 1, int(wall * 1000))
+
+
 class TypingStore(Protocol):
-    """Who is typing in each room. Each call returns the new set, or None if unchanged."""
+    """Who is typing in each room. Each call returns the change (the new set and its
+    number), or None if the set did not change; ``wall`` is the caller's wall-clock time."""
 
-    async def start(self, room: RoomId, user: UserId) -> list[UserId] | None: ...
+    async def start(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None: ...
 
-    async def stop(self, room: RoomId, user: UserId) -> list[UserId] | None: ...
+    async def stop(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None: ...
 
     async def typing(self, room: RoomId) -> list[UserId]: ...
 

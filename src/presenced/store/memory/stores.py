@@ -27,7 +27,7 @@ from presenced.presence.history import (
 from presenced.presence.roster import RoomChange, RoomSnapshot, Roster
 from presenced.presence.session import Session
 from presenced.presence.status import PresenceBook, PresenceChange, UserPresence
-from presenced.store.base import Backplane, MessageHandler
+from presenced.store.base import Backplane, MessageHandler, TypingChange, next_typing_seq
 from presenced.typing import RoomId, SessionId, UserId
 
 __all__ = [
@@ -237,24 +237,36 @@ class MemoryMessageStore:
 
 
 class MemoryTypingStore:
+    """Typing sets per room; a room's change number is kept while someone types there (then
+    the wall clock keeps it increasing, see TypingChange)."""
+
     def __init__(self) -> None:
         self._rooms: dict[RoomId, dict[UserId, None]] = {}
+        self._seqs: dict[RoomId, int] = {}
 
-    async def start(self, room: RoomId, user: UserId) -> list[UserId] | None:
+    def _change(self, room: RoomId, users: dict[UserId, None], wall: float) -> TypingChange:
+        seq = next_typing_seq(self._seqs.get(room, 0), wall)
+        if users:
+            self._seqs[room] = seq
+        else:
+            self._seqs.pop(room, None)
+        return TypingChange(list(users), seq)
+
+    async def start(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None:
         users = self._rooms.setdefault(room, {})
         if user in users:
             return None
         users[user] = None
-        return list(users)
+        return self._change(room, users, wall)
 
-    async def stop(self, room: RoomId, user: UserId) -> list[UserId] | None:
+    async def stop(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None:
         users = self._rooms.get(room)
         if users is None or user not in users:
             return None
         del users[user]
         if not users:
             del self._rooms[room]
-        return list(users)
+        return self._change(room, users, wall)
 
     async def typing(self, room: RoomId) -> list[UserId]:
         return list(self._rooms.get(room, ()))

@@ -141,4 +141,9 @@ class Keys:
         refreshed by every typing_start (a failsafe: the node stops typing long before)."""
         return self.room(room, "typing")
 
+    def room_typing_seq(self, room: str) -> str:
+        """String: the number of the room's latest typing change (store/base.py TypingChange).
+        TTL: 10 minutes, refreshed with the list's."""
+        return self.room(room, "typing:seq")
+
     # --- end of messages and typing ----------------------------------------------------------
