@@ -139,6 +139,7 @@ class Span:
     since: float  # when the test had that reply
     snap: int | None = None  # index of the snapshot reply (room.joined or room.members)
     version: int | None = None  # the snapshot's version
+    asked: int | None = None  # how much had been received when that snapshot was asked for
     resumed: bool = False
     position: tuple[str, int] | None = None  # (epoch, offset) given in auth.positions
     end: int | None = None  # index of the room.left reply (None: to the connection's end)
@@ -260,6 +261,7 @@ class Chaos:
         self.sends: list[Sent] = []
         self.log: list[str] = []
         self.anomalies: list[str] = []
+        self.holes: list[str] = []  # member version holes seen by (f): allowed, reported
         self.counts: Counter[str] = Counter()
         self.watchers: list[asyncio.Task[None]] = []
         self.step = 0
@@ -372,10 +374,11 @@ class Chaos:
         assert conn is not None
         welcome = await self.welcome(conn)
         assert welcome is not None
+        asked = len(conn.client.received)
         reply = await conn.client.request({"type": "room.join", "room": room})
         assert isinstance(reply, RoomJoined), reply
         at = conn.index(reply)
-        conn.spans.append(Span(room, at, self.now(), at, reply.version))
+        conn.spans.append(Span(room, at, self.now(), at, reply.version, asked))
         segment = Segment(conn, {m.user for m in reply.members}, reply.version)
         self.observers.append(Observer(room, user, welcome.resume_token, [segment]))
 
@@ -395,6 +398,7 @@ class Chaos:
                 continue
             obs.token = welcome.resume_token
             span = None
+            asked = len(conn.client.received)
             if welcome.resumed and obs.room in welcome.rooms:
                 span = Span(obs.room, conn.index(welcome), self.now(), resumed=True)
                 conn.spans.append(span)
@@ -406,7 +410,7 @@ class Chaos:
                     span.snap, span.version = conn.index(reply), reply.version
                 else:
                     at = conn.index(reply)
-                    conn.spans.append(Span(obs.room, at, self.now(), at, reply.version))
+                    conn.spans.append(Span(obs.room, at, self.now(), at, reply.version, asked))
                 members = {m.user for m in reply.members}
                 obs.segments.append(Segment(conn, members, reply.version))
                 self.note(f"  observer {obs.user} back, resumed={welcome.resumed}")
@@ -440,6 +444,7 @@ class Chaos:
             await self.join(sess, room)
 
     async def join(self, sess: Sess, room: str) -> None:
+        asked = len(sess.conn.client.received)
         reply = await self.ask(sess.conn, {"type": "room.join", "room": room})
         if reply is None:
             sess.rooms[room] = None
@@ -448,7 +453,7 @@ class Chaos:
             self.anomaly(f"{sess.name} join {room}: {reply}")
             return
         at = sess.conn.index(reply)
-        sess.conn.spans.append(Span(room, at, self.now(), at, reply.version))
+        sess.conn.spans.append(Span(room, at, self.now(), at, reply.version, asked))
         sess.rooms[room] = await self.since(sess.conn, room)
 
     async def since(self, conn: Conn, room: str) -> Since:
@@ -906,13 +911,36 @@ class Chaos:
         versions: list[str] = []
         got: dict[tuple[int, int], list[StreamEvent]] = {}
         holes = 0
+        known: dict[tuple[str, int], str] = {}  # (room, version) -> what it was, seen anywhere
+        for c in self.member_conns():
+            for m in c.client.received:
+                if isinstance(m, MEMBER):
+                    known.setdefault((m.room, m.version), f"{_tag(m)} {m.user} ({c.label})")
+        acked_at = {
+            (s.room, s.ack.epoch, s.ack.offset): s.acked_at
+            for s in self.sends
+            if s.ack is not None and s.acked_at is not None
+        }
         for conn, i, span in spans:
-            stream_failures, applied = check_stream(conn, span)
+            end = conn.ended(span)
+            settled = {
+                (epoch, offset)
+                for (room, epoch, offset), at in acked_at.items()
+                if room == span.room and at + DELIVER_WITHIN < end
+            }
+            stream_failures, applied = check_stream(conn, span, settled)
             streams += stream_failures
             got[id(conn), i] = applied
-            version_failures, missing = check_versions(conn, span)
+            version_failures, missing, early = check_versions(conn, span)
+            self.counts["member events ahead of their snapshot"] += early
             versions += version_failures
-            holes += missing
+            holes += len(missing)
+            if missing:
+                what = [f"v{v} = {known.get((span.room, v), 'seen nowhere')}" for v in missing]
+                self.holes.append(
+                    f"  {conn.label}, room {span.room} (span from {span.since:.2f}s, snapshot "
+                    f"v{span.version}): never got {', '.join(what)}"
+                )
             self.counts["spans checked"] += 1
             self.counts["stream events checked"] += len(applied)
         self.counts["version holes (allowed)"] = holes
@@ -987,6 +1015,8 @@ class Chaos:
             f"PRESENCED_CHAOS_SECONDS={SECONDS:g} to replay), actions: {dict(self.counts)}",
             f"{len(failures)} failures:",
             *failures,
+            "version holes (allowed, see (f)):",
+            *self.holes,
             "actions:",
             *self.log,
             "node errors:",
@@ -1034,10 +1064,17 @@ def near(numbers: list[int], i: int) -> list[int]:
     return numbers[max(0, i - 4) : i + 4]
 
 
-def check_stream(conn: Conn, span: Span) -> tuple[list[str], list[StreamEvent]]:
+def check_stream(
+    conn: Conn, span: Span, settled: set[tuple[str, int]] | None = None
+) -> tuple[list[str], list[StreamEvent]]:
     """(e) for one span: its failures (the first of each kind), and the stream events it
     applied as a client following docs/protocol.md would: the recovered ones, then the live
-    ones not already covered by the recovery."""
+    ones not already covered by the recovery.
+
+    An own ack fills its offset, but it is a reply, not a stream event: it can overtake
+    the events of lower offsets still held on their way (the room's receive order). So the
+    offsets are checked for holes up to the last event, or up to an own ack only if it is in
+    ``settled`` (the span stayed healthy ``DELIVER_WITHIN`` after it; None: every ack)."""
     where = f"(e) {conn.label}, room {span.room} (span from {span.since:.2f}s)"
     found = span_messages(conn, span)
     live: list[StreamEvent] = [m for m in found if isinstance(m, STREAM)]
@@ -1102,10 +1139,14 @@ def check_stream(conn: Conn, span: Span) -> tuple[list[str], list[StreamEvent]]:
             break
     for epoch in dict.fromkeys(m.epoch for m in applied):
         have = {m.offset for m in applied if m.epoch == epoch}
-        have |= {offset for e, offset in acks if e == epoch}
         if base is not None and base[0] == epoch:
             have.add(base[1])
-        missing = sorted(set(range(min(have), max(have) + 1)) - have)
+        upto = max(have)
+        upto = max(
+            [upto, *(o for e, o in acks if e == epoch and (settled is None or (e, o) in settled))]
+        )
+        have |= {offset for e, offset in acks if e == epoch}
+        missing = sorted(set(range(min(have), upto + 1)) - have)
         if missing:
             ordered = sorted(have)
             i = next(i for i, o in enumerate(ordered) if o > missing[0])
@@ -1119,16 +1160,33 @@ def check_stream(conn: Conn, span: Span) -> tuple[list[str], list[StreamEvent]]:
     return failures, applied
 
 
-def check_versions(conn: Conn, span: Span) -> tuple[list[str], int]:
-    """(f) for one span: the first member event out of version order (or repeated) after the
-    snapshot, and how many versions after the snapshot never came (allowed holes)."""
+def check_versions(conn: Conn, span: Span) -> tuple[list[str], list[int], int]:
+    """(f) for one span: the first member event out of version order (or repeated), the
+    versions after the snapshot that never came (allowed holes), and how many events newer
+    than the snapshot arrived before it.
+
+    The events are taken in arrival order from the moment the snapshot was asked for: the
+    node may write an event newer than the snapshot before the reply (it reads the snapshot,
+    then the members' presence, then replies), which a client holds until the snapshot
+    comes, as the SDK does, and applies then by the version rule."""
     where = f"(f) {conn.label}, room {span.room} (span from {span.since:.2f}s)"
-    start = span.snap if span.snap is not None else span.start
-    found = [m for m in span_messages(conn, span, start) if isinstance(m, MEMBER)]
-    versions = [m.version for m in found]
+    start = span.asked if span.asked is not None else span.start
+    received = conn.client.received
+    stop = span.end if span.end is not None else len(received)
+    found: list[tuple[int, Any]] = [
+        (i, m)
+        for i, m in enumerate(received[start:stop], start)
+        if isinstance(m, MEMBER) and m.room == span.room
+    ]
+    early = sum(
+        1
+        for i, m in found
+        if span.snap is not None and i < span.snap and m.version > (span.version or 0)
+    )
+    versions = [m.version for _, m in found]
     failures: list[str] = []
     for i in range(1, len(found)):
-        a, b = found[i - 1], found[i]
+        a, b = found[i - 1][1], found[i][1]
         if b.version <= a.version:
             kind = "a repeat" if b.version == a.version else "out of order"
             failures.append(
@@ -1139,8 +1197,8 @@ def check_versions(conn: Conn, span: Span) -> tuple[list[str], int]:
             break
     floor = span.version if span.version is not None else min(versions, default=0)
     after = {v for v in versions if v > floor}
-    missing = len(set(range(floor + 1, max(after, default=floor) + 1)) - after)
-    return failures, missing
+    missing = sorted(set(range(floor + 1, max(after, default=floor) + 1)) - after)
+    return failures, missing, early
 
 
 def _tag(message: ServerMessage) -> str:
