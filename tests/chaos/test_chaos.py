@@ -35,11 +35,15 @@ agree on every room for a while, and checks:
     together with the span's ``room.recovered`` events and its own acks they cover every
     offset from the first to the last exactly once (no hole, no repeat). A live event at or
     below what a recovery already gave is the overlap docs/protocol.md tells a client to skip
-    (``N <= last``) and is allowed if it is the same message;
-(f) per span, the member events (alone or out of a ``room.batch``) after the span's snapshot
-    reply arrive in strictly increasing version order, no repeat. Holes are allowed (the
-    protocol has clients take a new snapshot on a version gap, and a node gives up on a version
-    whose publisher died): they are counted in the report, not failed;
+    (``N <= last``) and is allowed if it is the same message. An own ack is a reply, not a
+    stream event, and may overtake held events of lower offsets: it bounds the hole check
+    only if the span stayed healthy ``DELIVER_WITHIN`` after it;
+(f) per span, the member events (alone or out of a ``room.batch``) arrive in strictly
+    increasing version order, no repeat, from the moment the span's snapshot was asked for
+    (an event newer than ``room.joined`` may be written just before it; a client holds it
+    until the snapshot, as the SDK does: counted in the report). Holes after the snapshot are
+    allowed (the protocol has clients take a new snapshot on a version gap, and a node gives
+    up on a version whose publisher died): they are listed in the report, not failed;
 (g) every acked message reached, exactly once (live or in the span's ``room.recovered``),
     every other connection whose span of the room began before the send and lasted, with the
     connection open and its node not being stopped, until ``DELIVER_WITHIN`` after the ack.
