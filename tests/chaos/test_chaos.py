@@ -1,7 +1,7 @@
 """A bounded chaos run on three presenced nodes and one Valkey, then the no-ghost invariant.
 
 A seeded random sequence of actions (seed from ``PRESENCED_CHAOS_SEED``, default fixed) runs
-for ``PRESENCED_CHAOS_SECONDS`` (default 40, so CI stays well under a few minutes): clients of
+for ``PRESENCED_CHAOS_SECONDS`` (default 30, so CI stays well under a few minutes): clients of
 a small pool of users connect to a random node and join rooms, leave rooms, vanish without a
 goodbye, come back within grace on a random node with their resume token and positions, log
 out and send messages; nodes are killed with SIGKILL or drained with SIGTERM and started again
@@ -9,9 +9,17 @@ later (a new process, under its old node id or a new one). Node ``n1`` is never 
 observer per room, which records every membership event it sees (and resumes if its own
 connection is ever dropped, starting a new segment of observation).
 
-Actions run one at a time, each awaited with a bound, so the test knows for every message who
-was a member when it was sent. Then the chaos stops, the test waits until every grace and
-lease has run out and all nodes agree on every room for a while, and checks:
+Most actions run one at a time, each awaited with a bound, so the test knows for every
+message who was a member when it was sent. A *burst* runs several actors at once
+(``asyncio.gather``): two sessions on two nodes joining and leaving one room in a race (one
+may be a new connection of the same user), senders firing several messages each without
+waiting for the acks, and now and then one of the senders vanishing in the middle. For those,
+every connection records when (and at which index of what it received) each of its room
+memberships began and ended, so the checks below that need "who was in the room" use those
+times rather than the order of the actions.
+
+Then the chaos stops, the test waits until every grace and lease has run out and all nodes
+agree on every room for a while, and checks:
 
 (a) every node reports, for every room, exactly the users of the sessions the test still
     holds live (including resumed ones) plus the observers;
@@ -20,9 +28,29 @@ lease has run out and all nodes agree on every room for a while, and checks:
 (c) for each observer, per (room, user), member.joined and member.left alternate in version
     order over what it could see while connected, and what it saw adds up to the final room;
 (d) nothing else surprising happened: resumes well within grace succeeded and restored the
-    rooms, recoveries were complete, requests of members were not refused.
+    rooms, recoveries were complete, requests of members were not refused;
+(e) per connection and per unbroken membership of a room (a *span*: from its room.joined, or
+    from the welcome of a resume that restored it, to its room.left or the connection's end),
+    the stream: live events arrive in strictly increasing offset order within an epoch, and
+    together with the span's ``room.recovered`` events and its own acks they cover every
+    offset from the first to the last exactly once (no hole, no repeat). A live event at or
+    below what a recovery already gave is the overlap docs/protocol.md tells a client to skip
+    (``N <= last``) and is allowed if it is the same message. An own ack is a reply, not a
+    stream event, and may overtake held events of lower offsets: it bounds the hole check
+    only if the span stayed healthy ``DELIVER_WITHIN`` after it;
+(f) per span, the member events (alone or out of a ``room.batch``) arrive in strictly
+    increasing version order, no repeat, from the moment the span's snapshot was asked for
+    (an event newer than ``room.joined`` may be written just before it; a client holds it
+    until the snapshot, as the SDK does: counted in the report). Holes after the snapshot are
+    allowed (the protocol has clients take a new snapshot on a version gap, and a node gives
+    up on a version whose publisher died): they are listed in the report, not failed;
+(g) every acked message reached, exactly once (live or in the span's ``room.recovered``),
+    every other connection whose span of the room began before the send and lasted, with the
+    connection open and its node not being stopped, until ``DELIVER_WITHIN`` after the ack.
 
-On failure the report gives the seed, the action list and the nodes' error lines.
+On failure the report gives the seed, the action list and the nodes' error lines; for (e),
+(f) and (g) each failure names the connection, the room and the numbers around it, first one
+first.
 """
 
 from __future__ import annotations
@@ -41,7 +69,14 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from presenced.protocol.chat import MessageAck, MessageEvent, RoomReadReply, RoomRecovered
+from presenced.protocol.chat import (
+    MessageAck,
+    MessageDeleted,
+    MessageEdited,
+    MessageEvent,
+    RoomReadReply,
+    RoomRecovered,
+)
 from presenced.protocol.messages import (
     Error,
     MemberJoined,
@@ -64,7 +99,7 @@ __all__: list[str] = []
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("PRESENCED_CHAOS_SEED", "20261123"))
-SECONDS = float(os.environ.get("PRESENCED_CHAOS_SECONDS", "40"))
+SECONDS = float(os.environ.get("PRESENCED_CHAOS_SECONDS", "30"))
 
 GRACE = 3.0
 LEASE = float(NODE_SETTINGS["lease_ttl"])
@@ -88,6 +123,31 @@ ROOMS = ("r0", "r1", "r2")
 STABLE_NODE = "n1"
 CHAOS_SLOTS = ("n2", "n3")
 MAX_LIVE = 12
+# An acked message is due at a healthy member this long after the ack: a receiving node holds
+# an event that came ahead of its number for up to 1 s, then fills the gap from the store.
+DELIVER_WITHIN = 3.0
+BURST_SENDS = (2, 6)  # messages each burst sender fires at once (message_burst is 20)
+SHOWN = 5  # failures shown per check (e), (f), (g); the first is the first seen
+STREAM = (MessageEvent, MessageEdited, MessageDeleted)
+MEMBER = (MemberJoined, MemberLeft, MemberUpdated)
+
+
+@dataclass
+class Span:
+    """One unbroken membership of a room on one connection: from the reply that began it
+    (``room.joined``, or the ``welcome`` of a resume that restored the room) to the
+    ``room.left`` (or the end of the connection). Indexes are into ``client.received``."""
+
+    room: str
+    start: int  # index of the room.joined or welcome
+    since: float  # when the test had that reply
+    snap: int | None = None  # index of the snapshot reply (room.joined or room.members)
+    version: int | None = None  # the snapshot's version
+    asked: int | None = None  # how much had been received when that snapshot was asked for
+    resumed: bool = False
+    position: tuple[str, int] | None = None  # (epoch, offset) given in auth.positions
+    end: int | None = None  # index of the room.left reply (None: to the connection's end)
+    until: float | None = None  # when the test asked to leave (or logged out)
 
 
 @dataclass
@@ -97,10 +157,32 @@ class Conn:
     client: ProtocolClient
     node: str
     closed_at: float | None = None
+    stopped_at: float | None = None  # when its node was told to stop (kill or SIGTERM)
+    label: str = "?"
+    spans: list[Span] = field(default_factory=list)
 
     @property
     def open(self) -> bool:
         return not self.client.closed.is_set()
+
+    def index(self, message: ServerMessage) -> int:
+        """Where ``message`` (this very object) is in what the connection received."""
+        received = self.client.received
+        for i in range(len(received) - 1, -1, -1):
+            if received[i] is message:
+                return i
+        raise AssertionError(f"{message} is not among what {self.label} received")
+
+    def current(self, room: str) -> Span | None:
+        for span in reversed(self.spans):
+            if span.room == room:
+                return span if span.until is None and span.end is None else None
+        return None
+
+    def ended(self, span: Span) -> float:
+        """When the span stopped being a healthy membership (inf: it is one still)."""
+        ends = [t for t in (span.until, self.closed_at, self.stopped_at) if t is not None]
+        return min(ends, default=float("inf"))
 
 
 @dataclass
@@ -152,13 +234,17 @@ class Observer:
 
 @dataclass
 class Sent:
-    """A message.send: when (step), where, by whom, and its ack if one came."""
+    """A message.send: when (step, and the time it was sent and acked), where, by whom (and
+    on which connection), and its ack if one came."""
 
     step: int
     room: str
     sender: Sess
     temp_id: str
+    conn: Conn
+    sent_at: float
     ack: MessageAck | None = None
+    acked_at: float | None = None
 
 
 class Chaos:
@@ -179,6 +265,7 @@ class Chaos:
         self.sends: list[Sent] = []
         self.log: list[str] = []
         self.anomalies: list[str] = []
+        self.holes: list[str] = []  # member version holes seen by (f): allowed, reported
         self.counts: Counter[str] = Counter()
         self.watchers: list[asyncio.Task[None]] = []
         self.step = 0
@@ -231,14 +318,14 @@ class Chaos:
 
     # --- connections -----------------------------------------------------------------------
 
-    async def open(self, node: PresencedNode, query: str = "") -> Conn | None:
+    async def open(self, node: PresencedNode, query: str = "", label: str = "") -> Conn | None:
         url = f"{node.url}?{query}" if query else node.url
         try:
             client = await ProtocolClient.connect(url, open_timeout=REQUEST_TIMEOUT)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self.note(f"  could not connect to {node.node_id}: {exc!r}")
             return None
-        conn = Conn(client, node.node_id)
+        conn = Conn(client, node.node_id, label=f"{label} on {node.node_id}")
         self.watchers.append(asyncio.get_running_loop().create_task(self._watch(conn)))
         return conn
 
@@ -286,12 +373,16 @@ class Chaos:
 
     async def add_observer(self, index: int, room: str) -> None:
         user = f"watch{index}"
-        conn = await self.open(self.nodes[STABLE_NODE], f"user={user}&device=w")
+        label = f"observer {user} segment 0"
+        conn = await self.open(self.nodes[STABLE_NODE], f"user={user}&device=w", label)
         assert conn is not None
         welcome = await self.welcome(conn)
         assert welcome is not None
+        asked = len(conn.client.received)
         reply = await conn.client.request({"type": "room.join", "room": room})
         assert isinstance(reply, RoomJoined), reply
+        at = conn.index(reply)
+        conn.spans.append(Span(room, at, self.now(), at, reply.version, asked))
         segment = Segment(conn, {m.user for m in reply.members}, reply.version)
         self.observers.append(Observer(room, user, welcome.resume_token, [segment]))
 
@@ -301,7 +392,8 @@ class Chaos:
             if obs.segments[-1].conn.open:
                 continue
             self.note(f"observer {obs.user} dropped ({obs.segments[-1].conn.client.close_code})")
-            conn = await self.open(self.nodes[STABLE_NODE])
+            label = f"observer {obs.user} segment {len(obs.segments)}"
+            conn = await self.open(self.nodes[STABLE_NODE], label=label)
             if conn is None:
                 continue
             auth = {"user": obs.user, "device": "w", "resume": obs.token}
@@ -309,11 +401,20 @@ class Chaos:
             if welcome is None:
                 continue
             obs.token = welcome.resume_token
+            span = None
+            asked = len(conn.client.received)
             if welcome.resumed and obs.room in welcome.rooms:
+                span = Span(obs.room, conn.index(welcome), self.now(), resumed=True)
+                conn.spans.append(span)
                 reply = await self.ask(conn, {"type": "room.members", "room": obs.room})
             else:
                 reply = await self.ask(conn, {"type": "room.join", "room": obs.room})
             if isinstance(reply, RoomJoined | RoomMembersReply):
+                if span is not None:
+                    span.snap, span.version = conn.index(reply), reply.version
+                else:
+                    at = conn.index(reply)
+                    conn.spans.append(Span(obs.room, at, self.now(), at, reply.version, asked))
                 members = {m.user for m in reply.members}
                 obs.segments.append(Segment(conn, members, reply.version))
                 self.note(f"  observer {obs.user} back, resumed={welcome.resumed}")
@@ -329,9 +430,12 @@ class Chaos:
         node = self.rng.choice(self.running())
         user = self.rng.choice(USERS)
         rooms = self.rng.sample(ROOMS, self.rng.randint(1, 2))
+        await self.connect(node, user, rooms)
+
+    async def connect(self, node: PresencedNode, user: str, rooms: list[str]) -> None:
         name = f"s{next(self.ids)}"
         self.note(f"connect {name} ({user}) to {node.node_id}, join {rooms}")
-        conn = await self.open(node, f"user={user}&device={name}")
+        conn = await self.open(node, f"user={user}&device={name}", f"{name} ({user}) conn 0")
         if conn is None:
             return
         welcome = await self.welcome(conn)
@@ -344,6 +448,7 @@ class Chaos:
             await self.join(sess, room)
 
     async def join(self, sess: Sess, room: str) -> None:
+        asked = len(sess.conn.client.received)
         reply = await self.ask(sess.conn, {"type": "room.join", "room": room})
         if reply is None:
             sess.rooms[room] = None
@@ -351,6 +456,8 @@ class Chaos:
         if not isinstance(reply, RoomJoined):
             self.anomaly(f"{sess.name} join {room}: {reply}")
             return
+        at = sess.conn.index(reply)
+        sess.conn.spans.append(Span(room, at, self.now(), at, reply.version, asked))
         sess.rooms[room] = await self.since(sess.conn, room)
 
     async def since(self, conn: Conn, room: str) -> Since:
@@ -373,12 +480,21 @@ class Chaos:
         if not choices:
             return
         sess, room = self.rng.choice(choices)
+        await self.leave(sess, room)
+
+    async def leave(self, sess: Sess, room: str) -> None:
         self.note(f"{sess.name} ({sess.user}) leaves {room}")
-        reply = await self.ask(sess.conn, {"type": "room.leave", "room": room})
+        conn = sess.conn
+        span = conn.current(room)
+        if span is not None:
+            span.until = self.now()
+        reply = await self.ask(conn, {"type": "room.leave", "room": room})
         if reply is None:
             sess.rooms[room] = None
         elif isinstance(reply, RoomLeft):
             del sess.rooms[room]
+            if span is not None:
+                span.end = conn.index(reply)
         else:
             self.anomaly(f"{sess.name} leave {room}: {reply}")
 
@@ -397,6 +513,9 @@ class Chaos:
         sess = self.rng.choice(self.live())
         self.note(f"logout {sess.name} ({sess.user}) on {sess.conn.node}")
         sess.state = "ended"  # whatever happens next, it never comes back
+        for span in sess.conn.spans:
+            if span.until is None:
+                span.until = self.now()
         try:
             await sess.conn.client.send({"type": "logout"})
             code = await sess.conn.client.wait_closed(REQUEST_TIMEOUT)
@@ -411,13 +530,17 @@ class Chaos:
         if not choices:
             return
         sess, room = self.rng.choice(choices)
-        sent = Sent(self.step, room, sess, f"t{next(self.ids)}")
+        await self.send(sess, room)
+
+    async def send(self, sess: Sess, room: str) -> None:
+        conn = sess.conn
+        sent = Sent(self.step, room, sess, f"t{next(self.ids)}", conn, self.now())
         self.sends.append(sent)
         body = {"text": f"from {sess.name}", "temp": sent.temp_id}
         message = {"type": "message.send", "room": room, "body": body, "temp_id": sent.temp_id}
-        reply = await self.ask(sess.conn, message)
+        reply = await self.ask(conn, message)
         if isinstance(reply, MessageAck) and not reply.duplicate:
-            sent.ack = reply
+            sent.ack, sent.acked_at = reply, self.now()
             self.note(f"{sess.name} sent {sent.temp_id} to {room}: offset {reply.offset}")
         elif isinstance(reply, Error) and reply.code == "MESSAGE_RATE_LIMITED":
             self.note(f"{sess.name} send {sent.temp_id}: rate limited")
@@ -425,6 +548,74 @@ class Chaos:
             self.note(f"{sess.name} send {sent.temp_id} to {room}: no ack (connection died)")
         else:
             self.anomaly(f"{sess.name} send {sent.temp_id} to {room}: {reply}")
+
+    async def act_burst(self) -> None:
+        """Several actors at once, on one room: two sessions on two nodes join or leave it in
+        a race (a new connection of the same user or of another one when no second session
+        fits), up to three senders in it each fire a few messages without waiting for the
+        acks, and now and then one of those senders vanishes in the middle."""
+        room = self.rng.choice(ROOMS)
+        live = [s for s in self.live() if s.conn.open]
+        self.rng.shuffle(live)
+        racers: list[Sess] = []
+        for sess in live:
+            if len(racers) == 2:
+                break
+            if sess.conn.node in {r.conn.node for r in racers}:
+                continue
+            if room in sess.rooms and sess.rooms[room] is None:
+                continue  # outcome unknown (a request died with a connection)
+            if room in sess.rooms or len(sess.rooms) < 2:
+                racers.append(sess)
+        senders = [s for s in live if s not in racers and s.rooms.get(room) is not None][
+            : self.rng.randint(1, 3)
+        ]
+        actors: list[Awaitable[None]] = [
+            self.race(sess, room, self.rng.randint(1, 3)) for sess in racers
+        ]
+        used = {r.conn.node for r in racers}
+        if len(racers) < 2 and len(self.live()) < MAX_LIVE:
+            nodes = [n for n in self.running() if n.node_id not in used] or self.running()
+            user = racers[0].user if racers and self.rng.random() < 0.5 else None
+            actors.append(
+                self.connect(self.rng.choice(nodes), user or self.rng.choice(USERS), [room])
+            )
+        for sess in senders:
+            actors.append(self.fire(sess, room, self.rng.randint(*BURST_SENDS)))
+        if senders and self.rng.random() < 0.2:
+            actors.append(self.vanish(self.rng.choice(senders), self.rng.uniform(0.0, 0.05)))
+        self.note(
+            f"burst on {room}: racers {[s.name for s in racers]}, senders "
+            f"{[s.name for s in senders]}, {len(actors)} actors"
+        )
+        self.counts["concurrent actors"] += len(actors)
+        await asyncio.gather(*actors)
+
+    async def race(self, sess: Sess, room: str, times: int) -> None:
+        """Join or leave ``room``, ``times`` times in a row (each awaited)."""
+        for _ in range(times):
+            if not sess.conn.open or sess.state != "live":
+                return
+            if room in sess.rooms:
+                if sess.rooms[room] is None:
+                    return
+                await self.leave(sess, room)
+            else:
+                self.note(f"{sess.name} joins {room}")
+                await self.join(sess, room)
+
+    async def fire(self, sess: Sess, room: str, count: int) -> None:
+        """``count`` message.send at once on one connection, then all their acks."""
+        await asyncio.gather(*(self.send(sess, room) for _ in range(count)))
+
+    async def vanish(self, sess: Sess, delay: float) -> None:
+        await asyncio.sleep(delay)  # part of the scenario: a drop in the middle of the sends
+        if sess.state != "live" or not sess.conn.open:
+            return
+        self.note(f"abort {sess.name} ({sess.user}) on {sess.conn.node}, in the burst")
+        sess.conn.client.abort()
+        sess.state = "dropped"
+        sess.dropped_at = self.now()
 
     async def act_resume(self) -> None:
         now = self.now()
@@ -441,7 +632,7 @@ class Chaos:
             f"resume {sess.name} ({sess.user}) on {node.node_id} "
             f"{now - sess.dropped_at:.2f}s after its drop, positions {positions}"
         )
-        conn = await self.open(node)
+        conn = await self.open(node, label=f"{sess.name} ({sess.user}) conn {len(sess.conns)}")
         if conn is None:
             return
         auth = {"user": sess.user, "device": sess.name, "resume": sess.token}
@@ -454,11 +645,17 @@ class Chaos:
             self.anomaly(f"{sess.name} resume refused {late:.2f}s after its drop: {welcome}")
             sess.state = "ended"
             fresh = Sess(f"s{next(self.ids)}", sess.user, welcome.resume_token, [conn])
+            conn.label = f"{fresh.name} ({fresh.user}) conn 0 on {conn.node}"
             self.sessions.append(fresh)
             return
         sess.conns.append(conn)
         sess.state = "live"
         sess.token = welcome.resume_token
+        at, since = conn.index(welcome), self.now()
+        for room in sorted(welcome.rooms):
+            pos = positions.get(room)
+            where = (pos["epoch"], pos["offset"]) if pos else None
+            conn.spans.append(Span(room, at, since, resumed=True, position=where))
         await self.restored(sess, set(welcome.rooms), positions)
 
     async def restored(
@@ -538,6 +735,9 @@ class Chaos:
         slot = self.rng.choice(up)
         node = self.nodes[slot]
         self.counts["kill" if kill else "term"] += 1
+        for conn in self.all_conns():
+            if conn.node == node.node_id and conn.open and conn.stopped_at is None:
+                conn.stopped_at = self.now()
         if kill:
             self.note(f"kill -9 {node.node_id}")
             await asyncio.to_thread(node.kill)
@@ -580,6 +780,7 @@ class Chaos:
             self.act_resume: 3,
             self.act_logout: 1,
             self.act_send: 6,
+            self.act_burst: 2.5,
             self.act_kill: 0.25,
             self.act_term: 0.2,
         }
@@ -692,10 +893,92 @@ class Chaos:
                 )
         # (d) nothing surprising along the way
         failures += [f"(d) {a}" for a in self.anomalies]
+        # (e), (f), (g) order and delivery per connection
+        failures += self.check_order()
         acked = sum(1 for s in self.sends if s.ack)
         seen = sum(len(events(seg, obs.room)) for obs in self.observers for seg in obs.segments)
-        if acked < 10 or seen < 10 or not self.counts["kill"] or not self.counts["term"]:
+        happened = [self.counts[k] for k in ("act_burst", "kill", "term")]
+        if acked < 10 or seen < 10 or not all(happened):
             failures.append(f"too little happened: {acked} acked, {seen} events, {self.counts}")
+        return failures
+
+    def member_conns(self) -> list[Conn]:
+        conns = [c for s in self.sessions for c in s.conns]
+        return conns + [seg.conn for o in self.observers for seg in o.segments]
+
+    def check_order(self) -> list[str]:
+        """(e) the stream and (f) the member versions of every span, (g) acked messages
+        delivered exactly once to every healthy span of their room."""
+        spans = [(c, i, span) for c in self.member_conns() for i, span in enumerate(c.spans)]
+        spans.sort(key=lambda item: item[2].since)  # the first failure shown is the earliest
+        streams: list[str] = []
+        versions: list[str] = []
+        got: dict[tuple[int, int], list[StreamEvent]] = {}
+        holes = 0
+        known: dict[tuple[str, int], str] = {}  # (room, version) -> what it was, seen anywhere
+        for c in self.member_conns():
+            for m in c.client.received:
+                if isinstance(m, MEMBER):
+                    known.setdefault((m.room, m.version), f"{_tag(m)} {m.user} ({c.label})")
+        acked_at = {
+            (s.room, s.ack.epoch, s.ack.offset): s.acked_at
+            for s in self.sends
+            if s.ack is not None and s.acked_at is not None
+        }
+        for conn, i, span in spans:
+            end = conn.ended(span)
+            settled = {
+                (epoch, offset)
+                for (room, epoch, offset), at in acked_at.items()
+                if room == span.room and at + DELIVER_WITHIN < end
+            }
+            stream_failures, applied = check_stream(conn, span, settled)
+            streams += stream_failures
+            got[id(conn), i] = applied
+            version_failures, missing, early = check_versions(conn, span)
+            self.counts["member events ahead of their snapshot"] += early
+            versions += version_failures
+            holes += len(missing)
+            if missing:
+                what = [f"v{v} = {known.get((span.room, v), 'seen nowhere')}" for v in missing]
+                self.holes.append(
+                    f"  {conn.label}, room {span.room} (span from {span.since:.2f}s, snapshot "
+                    f"v{span.version}): never got {', '.join(what)}"
+                )
+            self.counts["spans checked"] += 1
+            self.counts["stream events checked"] += len(applied)
+        self.counts["version holes (allowed)"] = holes
+        delivery: list[str] = []
+        for sent in sorted(self.sends, key=lambda s: s.sent_at):
+            if sent.ack is None or sent.acked_at is None:
+                continue
+            due = sent.acked_at + DELIVER_WITHIN
+            for conn, i, span in spans:
+                if span.room != sent.room or conn is sent.conn:
+                    continue
+                if span.since >= sent.sent_at or conn.ended(span) <= due:
+                    continue
+                self.counts["deliveries checked"] += 1
+                applied = got[id(conn), i]
+                times = sum(1 for m in applied if m.id == sent.ack.id)
+                if times == 1:
+                    continue
+                end = conn.ended(span)
+                offsets = [m.offset for m in applied if m.epoch == sent.ack.epoch]
+                near = [o for o in offsets if abs(o - sent.ack.offset) <= 4]
+                delivery.append(
+                    f"(g) {sent.temp_id} (offset {sent.ack.offset} in {sent.room}, sent by "
+                    f"{sent.sender.name} on {sent.conn.node} at {sent.sent_at:.2f}s, acked at "
+                    f"{sent.acked_at:.2f}s) reached {conn.label} {times} times; that span of "
+                    f"{sent.room}: from {span.since:.2f}s to "
+                    f"{'the end' if end == float('inf') else f'{end:.2f}s'}, offsets it applied "
+                    f"near {sent.ack.offset}: {near}"
+                )
+        failures: list[str] = []
+        for found in (streams, versions, delivery):
+            failures += found[:SHOWN]
+            if len(found) > SHOWN:
+                failures.append(f"... and {len(found) - SHOWN} more like the above")
         return failures
 
     def check_segment(
@@ -736,6 +1019,8 @@ class Chaos:
             f"PRESENCED_CHAOS_SECONDS={SECONDS:g} to replay), actions: {dict(self.counts)}",
             f"{len(failures)} failures:",
             *failures,
+            "version holes (allowed, see (f)):",
+            *self.holes,
             "actions:",
             *self.log,
             "node errors:",
@@ -766,6 +1051,162 @@ def node_errors(node: PresencedNode) -> list[str]:
         if in_error:
             found.append(line)
     return found
+
+
+StreamEvent = MessageEvent | MessageEdited | MessageDeleted
+
+
+def span_messages(conn: Conn, span: Span, start: int | None = None) -> list[ServerMessage]:
+    """What the connection received about the span's room over the span, in arrival order."""
+    received = conn.client.received
+    stop = span.end if span.end is not None else len(received)
+    begin = span.start if start is None else start
+    return [m for m in received[begin:stop] if getattr(m, "room", None) == span.room]
+
+
+def near(numbers: list[int], i: int) -> list[int]:
+    return numbers[max(0, i - 4) : i + 4]
+
+
+def check_stream(
+    conn: Conn, span: Span, settled: set[tuple[str, int]] | None = None
+) -> tuple[list[str], list[StreamEvent]]:
+    """(e) for one span: its failures (the first of each kind), and the stream events it
+    applied as a client following docs/protocol.md would: the recovered ones, then the live
+    ones not already covered by the recovery.
+
+    An own ack fills its offset, but it is a reply, not a stream event: it can overtake
+    the events of lower offsets still held on their way (the room's receive order). So the
+    offsets are checked for holes up to the last event, or up to an own ack only if it is in
+    ``settled`` (the span stayed healthy ``DELIVER_WITHIN`` after it; None: every ack)."""
+    where = f"(e) {conn.label}, room {span.room} (span from {span.since:.2f}s)"
+    found = span_messages(conn, span)
+    live: list[StreamEvent] = [m for m in found if isinstance(m, STREAM)]
+    acks = {(m.epoch, m.offset) for m in found if isinstance(m, MessageAck) and not m.duplicate}
+    failures: list[str] = []
+    offsets = [m.offset for m in live]
+    for i in range(1, len(live)):
+        a, b = live[i - 1], live[i]
+        if a.epoch == b.epoch and b.offset <= a.offset:
+            kind = "a repeat" if b.offset == a.offset else "out of order"
+            failures.append(
+                f"{where}: live offset {b.offset} after {a.offset} ({kind}, epoch {b.epoch}); "
+                f"live offsets around it: {near(offsets, i)}"
+            )
+            break
+    recovery = None
+    if span.resumed:
+        recovery = next((m for m in found if isinstance(m, RoomRecovered)), None)
+    recovered: dict[tuple[str, int], StreamEvent] = {}
+    base: tuple[str, int] | None = None
+    top: tuple[str, int] | None = None
+    if recovery is not None and recovery.recovered:
+        got = [e for e in recovery.events if isinstance(e, STREAM)]
+        if span.position is not None and span.position[0] == recovery.epoch:
+            base = span.position
+        numbers = [e.offset for e in got]
+        due = base[1] + 1 if base else (numbers[0] if numbers else recovery.offset + 1)
+        for i, number in enumerate(numbers):
+            if number != due:
+                failures.append(
+                    f"{where}: room.recovered after position {base} has offset {number} "
+                    f"where {due} was due; its offsets around it: {near(numbers, i)}"
+                )
+                break
+            due += 1
+        else:
+            if due != recovery.offset + 1:
+                failures.append(
+                    f"{where}: room.recovered after position {base} says offset "
+                    f"{recovery.offset}, its events end at {due - 1}"
+                )
+        recovered = {(e.epoch, e.offset): e for e in got}
+        top = (recovery.epoch, recovery.offset)
+    applied: list[StreamEvent] = list(recovered.values())
+    for m in live:
+        key = (m.epoch, m.offset)
+        if key in recovered:  # the overlap a client skips (N <= last): the same message?
+            if recovered[key].id != m.id:
+                failures.append(
+                    f"{where}: offset {m.offset} came live as {m.id} but recovered as "
+                    f"{recovered[key].id}"
+                )
+            continue
+        if top is not None and m.epoch == top[0] and m.offset <= top[1]:
+            continue  # at or below the resume position: the client had it already
+        applied.append(m)
+    for m in applied:
+        if (m.epoch, m.offset) in acks:
+            failures.append(
+                f"{where}: offset {m.offset} came as an event and as this connection's own ack"
+            )
+            break
+    for epoch in dict.fromkeys(m.epoch for m in applied):
+        have = {m.offset for m in applied if m.epoch == epoch}
+        if base is not None and base[0] == epoch:
+            have.add(base[1])
+        upto = max(have)
+        upto = max(
+            [upto, *(o for e, o in acks if e == epoch and (settled is None or (e, o) in settled))]
+        )
+        have |= {offset for e, offset in acks if e == epoch}
+        missing = sorted(set(range(min(have), upto + 1)) - have)
+        if missing:
+            ordered = sorted(have)
+            i = next(i for i, o in enumerate(ordered) if o > missing[0])
+            failures.append(
+                f"{where}: offset {missing[0]} of epoch {epoch} never came (no live event, "
+                f"none recovered, no own ack; {len(missing)} missing in all); offsets around "
+                f"it: {near(ordered, i)}, in arrival order: "
+                f"{[m.offset for m in live if abs(m.offset - missing[0]) <= 4]}, acked here: "
+                f"{sorted(o for e, o in acks if e == epoch and abs(o - missing[0]) <= 4)}"
+            )
+    return failures, applied
+
+
+def check_versions(conn: Conn, span: Span) -> tuple[list[str], list[int], int]:
+    """(f) for one span: the first member event out of version order (or repeated), the
+    versions after the snapshot that never came (allowed holes), and how many events newer
+    than the snapshot arrived before it.
+
+    The events are taken in arrival order from the moment the snapshot was asked for: the
+    node may write an event newer than the snapshot before the reply (it reads the snapshot,
+    then the members' presence, then replies), which a client holds until the snapshot
+    comes, as the SDK does, and applies then by the version rule."""
+    where = f"(f) {conn.label}, room {span.room} (span from {span.since:.2f}s)"
+    start = span.asked if span.asked is not None else span.start
+    received = conn.client.received
+    stop = span.end if span.end is not None else len(received)
+    found: list[tuple[int, Any]] = [
+        (i, m)
+        for i, m in enumerate(received[start:stop], start)
+        if isinstance(m, MEMBER) and m.room == span.room
+    ]
+    early = sum(
+        1
+        for i, m in found
+        if span.snap is not None and i < span.snap and m.version > (span.version or 0)
+    )
+    versions = [m.version for _, m in found]
+    failures: list[str] = []
+    for i in range(1, len(found)):
+        a, b = found[i - 1][1], found[i][1]
+        if b.version <= a.version:
+            kind = "a repeat" if b.version == a.version else "out of order"
+            failures.append(
+                f"{where}: {_tag(b)} {b.user} v{b.version} after {_tag(a)} {a.user} "
+                f"v{a.version} ({kind}); snapshot v{span.version}; versions around it: "
+                f"{near(versions, i)}"
+            )
+            break
+    floor = span.version if span.version is not None else min(versions, default=0)
+    after = {v for v in versions if v > floor}
+    missing = sorted(set(range(floor + 1, max(after, default=floor) + 1)) - after)
+    return failures, missing, early
+
+
+def _tag(message: ServerMessage) -> str:
+    return str(type(message).__struct_config__.tag)
 
 
 def events(seg: Segment, room: str) -> list[MemberJoined | MemberLeft | MemberUpdated]:
