@@ -788,3 +788,23 @@ async def test_stream_follows_a_list_model(
             last = model.seen.get(u, 0)
             unread = sum(1 for s in current if s.author != u and s.offset > last)
             assert await store.read_state(room, u) == (last, unread)
+
+
+async def test_drop_deletes_the_stream_and_a_new_one_starts_a_new_epoch(
+    backplane: Backplane,
+) -> None:
+    store = backplane.messages
+    for n in range(3):
+        await send(store, R1, ALICE, f"m{n}", 10.0 + n)
+    await send(store, R2, BOB, "elsewhere", 11.0)
+    epoch, offset = await store.position(R1)
+    assert offset == 3
+    await store.drop(R1)
+    assert await store.last_messages(R1, 10, None, 20.0) == []
+    new_epoch, new_offset = await store.position(R1)
+    assert new_offset == 0 and new_epoch != epoch
+    # An old position cannot be recovered in the new stream.
+    assert not (await store.since(R1, epoch, 1, 20.0)).recovered
+    assert (await send(store, R1, ALICE, "again", 21.0)).event.offset == 1
+    # The other room keeps its stream.
+    assert [m.body for m in await store.last_messages(R2, 10, None, 20.0)] == ["elsewhere"]

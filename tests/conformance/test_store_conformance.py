@@ -786,3 +786,40 @@ async def test_rooms_follow_a_simple_model(
             assert len(snap.members) == len(want)  # no user listed twice
             if model[r]:
                 assert snap.version == versions[r]
+
+
+# --- RoomStore: deleting a room --------------------------------------------------------------
+
+
+async def test_delete_removes_every_member_and_moves_the_version_on(backplane: Backplane) -> None:
+    rooms = backplane.rooms
+    await rooms.add(R1, ALICE, S1, {"seat": 1}, False)
+    await rooms.add(R1, ALICE, S2, None, False)
+    await rooms.add(R1, BOB, S3, None, False)
+    await rooms.add(R1, CAROL, S4, None, True)  # hidden: deleted too
+    await rooms.add(R2, BOB, S3, None, False)
+    _, before = await rooms.count(R1)
+    deletion = await rooms.delete(R1)
+    assert deletion.room == R1
+    assert deletion.version == before + 1
+    assert {u: sorted(s) for u, s in deletion.members.items()} == {
+        ALICE: [S1, S2],
+        BOB: [S3],
+        CAROL: [S4],
+    }
+    snap = await rooms.snapshot(R1)
+    assert snap.members == []
+    assert (await rooms.count(R1))[0] == 0
+    # Another room is left alone.
+    assert [m.user for m in (await rooms.snapshot(R2)).members] == [BOB]
+    # Leaving a deleted room is nothing.
+    assert (await rooms.remove(R1, ALICE, S1)).kind is ChangeKind.NONE
+    # Joining again makes a new room: a first join.
+    again = await rooms.add(R1, ALICE, S1, None, False)
+    assert again.kind is ChangeKind.JOINED
+
+
+async def test_deleting_a_room_nobody_is_in_changes_nothing(backplane: Backplane) -> None:
+    deletion = await backplane.rooms.delete(RoomId("nobody-here"))
+    assert deletion.members == {}
+    assert (await backplane.rooms.snapshot(RoomId("nobody-here"))).members == []

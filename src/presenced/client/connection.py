@@ -52,6 +52,7 @@ from presenced.protocol.messages import (
     MemberLeft,
     MemberUpdated,
     RoomBatch,
+    RoomDeleted,
     RoomJoin,
     RoomJoined,
     RoomMembers,
@@ -304,6 +305,10 @@ class Connection(MessagingMixin):
             self._forced = ForcedLeave(message.reason, message.message)
             self._state.clear()
             self._emit(self._forced)
+        elif isinstance(message, RoomDeleted):
+            # Every member left at once: this session is in the room no more.
+            self._state.left(message.room)
+            self._emit(message)
         elif isinstance(message, MemberJoined | MemberLeft | MemberUpdated | RoomSummary):
             # The version rule: skipped when already in the list, held across a snapshot.
             for surfaced in self._state.members.receive(message):

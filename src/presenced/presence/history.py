@@ -214,6 +214,10 @@ class HistoryBook:
             return Recovery(False, log.epoch, log.offset, [])
         return Recovery(True, log.epoch, log.offset, [e for e in log.events if e.offset > offset])
 
+    def drop(self, room: RoomId) -> None:
+        """Forget the room's stream (the room was deleted): a new one starts a new epoch."""
+        self._logs.pop(room, None)
+
     def position(self, room: RoomId, new_epoch: str) -> tuple[str, int]:
         """The stream's epoch and latest offset (starting the stream if needed)."""
         log = self._log(room, new_epoch)

@@ -17,7 +17,15 @@ import msgspec
 
 from presenced.typing import RoomId, SessionId, UserId
 
-__all__ = ["ChangeKind", "MemberEntry", "RoomChange", "RoomSnapshot", "Roster", "RosterEntry"]
+__all__ = [
+    "ChangeKind",
+    "MemberEntry",
+    "RoomChange",
+    "RoomDeletion",
+    "RoomSnapshot",
+    "Roster",
+    "RosterEntry",
+]
 
 
 class ChangeKind(Enum):
@@ -56,6 +64,16 @@ class RoomSnapshot:
     room: RoomId
     version: int
     members: list[MemberEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDeletion:
+    """A room deleted whole: its version after the deletion (0: there was no such room) and
+    the members it had, with their sessions (hidden ones included)."""
+
+    room: RoomId
+    version: int
+    members: dict[UserId, list[SessionId]]
 
 
 @dataclass(slots=True)
@@ -156,6 +174,14 @@ class Roster:
             return RoomChange(room, user, ChangeKind.LEFT, r.version)
         r.visible += 1
         return RoomChange(room, user, ChangeKind.JOINED, r.version, len(entry.sessions), entry.meta)
+
+    def delete(self, room: RoomId) -> RoomDeletion:
+        """Remove the room and every member at once; the deletion takes the next version."""
+        r = self._rooms.pop(room, None)
+        if r is None:
+            return RoomDeletion(room, 0, {})
+        members = {user: list(e.sessions) for user, e in r.members.items()}
+        return RoomDeletion(room, r.version + 1, members)
 
     def snapshot(self, room: RoomId) -> RoomSnapshot:
         """The visible members and the version they are current at."""

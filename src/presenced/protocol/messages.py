@@ -72,6 +72,7 @@ __all__ = [
     "RoomBatch",
     "RoomCount",
     "RoomCountReply",
+    "RoomDeleted",
     "RoomJoin",
     "RoomJoined",
     "RoomLeave",
@@ -335,6 +336,15 @@ class RoomSummary(ServerBase, tag="room.summary"):
     version: int
 
 
+class RoomDeleted(ServerBase, tag="room.deleted"):
+    """The room was deleted (by the app's backend): every member left it at once, its
+    history is gone. The session is no longer in the room; joining it again makes a new one."""
+
+    room: str
+    version: int
+    reason: str = "deleted"
+
+
 class DeviceDropped(ServerBase, tag="device.dropped"):
     """A device of a member lost its transport and is in grace (rooms that asked only)."""
 
@@ -388,6 +398,7 @@ ServerMessage = (
     | MemberUpdated
     | RoomBatch
     | RoomSummary
+    | RoomDeleted
     | DeviceDropped
     | DeviceBack
     | DeviceGone

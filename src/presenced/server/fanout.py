@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 K = TypeVar("K", bound=str)
+DELETED_PREFIX = b'{"type":"room.deleted"'
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 
 
@@ -120,7 +121,7 @@ class RoomTable(ChannelTable[RoomId]):
     """Room members; numbered events put in order by a :class:`RoomOrder` (networked
     backends), membership events may be coalesced by a :class:`MembershipBatcher`."""
 
-    __slots__ = ("batcher", "order", "summaries")
+    __slots__ = ("batcher", "on_deleted", "order", "summaries")
 
     def __init__(
         self,
@@ -134,6 +135,9 @@ class RoomTable(ChannelTable[RoomId]):
         self.batcher = MembershipBatcher(batch_window, self._deliver_all) if batch_window else None
         self.summaries = SummaryThrottle(summary_interval, self._deliver_all)
         self.order = order(self._emit) if order is not None else None
+        # Takes a room.deleted in its turn (the lifecycle's): it tells the members and takes
+        # the room out of their sessions.
+        self.on_deleted: Callable[[RoomId, bytes], None] | None = None
 
     async def _opening(self, key: RoomId) -> None:
         if self.order is not None:
@@ -170,6 +174,9 @@ class RoomTable(ChannelTable[RoomId]):
                     return
             else:
                 batcher.flush(key)  # what was held happened before this
+        if data.startswith(DELETED_PREFIX) and self.on_deleted is not None:
+            self.on_deleted(key, data)  # to its members, who leave the room with it
+            return
         super().deliver(key, data, origin)
 
     def _deliver_skipping_author(self, key: RoomId, data: bytes, author: tuple[str, str]) -> None:

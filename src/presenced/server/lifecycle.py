@@ -31,7 +31,7 @@ from presenced.auth import Identity, TokenVerifier, room_allowed
 from presenced.clock import Clock
 from presenced.config import Settings
 from presenced.presence.liveness import DeadlineKind, SessionRegistry
-from presenced.presence.roster import RoomChange
+from presenced.presence.roster import RoomChange, RoomDeletion
 from presenced.presence.session import RoomOptions, Session, SessionEvent, SessionState
 from presenced.presence.status import PresenceChange
 from presenced.presence.typing_book import TypingBook
@@ -45,6 +45,7 @@ from presenced.protocol.messages import (
     DeviceGone,
     ForceLeave,
     Presence,
+    RoomDeleted,
     RoomJoined,
 )
 from presenced.server.auth_flow import check_protocol, identify, welcome
@@ -459,6 +460,55 @@ class Lifecycle:
             gone = DeviceGone(room=room, user=session.user, device=session.device, reason=reason)
             await self.backplane.broker.publish(device_channel(room), encode(gone), session.id)
         await self.events.publish_change(change, reason=reason, origin=session.id)
+
+    async def delete_room(self, room: RoomId, reason: str = "deleted") -> RoomDeletion:
+        """Delete a room, cluster-wide: its members all leave at once and its history goes.
+
+        The store first (membership and stream, each one step), then one ``room.deleted`` on
+        the room's channel with the version the deletion took: every node that has members
+        there delivers it to them and takes the room out of its own sessions
+        (:meth:`room_deleted`), this node included. No member.left is sent: the one event
+        says it for everyone."""
+        backplane = self.backplane
+        deletion = await backplane.rooms.delete(room)
+        await backplane.messages.drop(room)
+        data = encode(RoomDeleted(room=room, version=deletion.version, reason=reason))
+        await backplane.broker.publish(room_channel(room), data, None)
+        # Nodes with no connected member there are not on the room's channel, yet may own
+        # members' sessions in grace: each owner is told on its own channel too.
+        owners: set[str] = set()
+        for sessions in deletion.members.values():
+            for session_id in sessions:
+                record = await backplane.sessions.get(session_id)
+                if record is not None:
+                    owners.add(record.node)
+        for owner in sorted(owners):
+            await backplane.broker.publish(node_channel(owner), b"deleted " + data)
+        return deletion
+
+    def room_deleted(self, room: RoomId, data: bytes) -> None:
+        """A ``room.deleted`` (``data``) reached this node, on the room's channel in its turn
+        or on the node's own: each local session in the room, connected or in grace, gets it
+        and is in the room no more. Idempotent: a session told once is out of the room."""
+        for session in list(self.registry):
+            if room not in session.rooms:
+                continue
+            conn = self.by_session.get(session.id)
+            if conn is not None:
+                conn.send_bytes(data)
+            del session.rooms[room]
+            session.marks.pop(room, None)
+            if conn is not None:
+                self.fanout.leave_room(conn, room)
+            key = self.typing.stop(session.id, room)
+            if key is not None:
+                self.registry.disarm(DeadlineKind.TYPING, key)
+            self.spawn(self._saved_after_deletion(session, room))
+
+    async def _saved_after_deletion(self, session: Session, room: RoomId) -> None:
+        await self.save(session)
+        # Its typing indicator went with the room's members; the store's list too.
+        await self.backplane.typing.stop(room, session.user, self.clock.wall())
 
     async def set_meta(self, session: Session, room: RoomId, meta: dict[str, Any]) -> int:
         """A member's metadata changed; returns the room version."""

@@ -23,12 +23,9 @@ from presenced.config import Settings
 from presenced.errors import AuthError, ProtocolError
 from presenced.presence.liveness import Deadline, DeadlineKind, LivenessPolicy, SessionRegistry
 from presenced.presence.session import Session
-from presenced.protocol.codec import convert_auth
+from presenced.protocol.codec import convert_auth, decode_server
 from presenced.protocol.codes import CloseCode, ErrorCode, LeaveReason
-from presenced.protocol.messages import (
-    Auth,
-    ClientMessage,
-)
+from presenced.protocol.messages import Auth, ClientMessage, RoomDeleted
 from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
 from presenced.server.eager import Runner, run_eager, run_in_task
@@ -38,7 +35,7 @@ from presenced.server.lifecycle import Lifecycle
 from presenced.server.ordering import Emit, RoomOrder
 from presenced.server.transport import ConnectRequest
 from presenced.store.base import Backplane
-from presenced.typing import NodeId, SessionId, UserId
+from presenced.typing import NodeId, RoomId, SessionId, UserId
 
 __all__ = ["Node"]
 
@@ -125,6 +122,7 @@ class Node:
             settings, backplane, clock, node_id, self.registry, self.fanout, self.spawn,
             self.rearm, verifier,
         )  # fmt: skip
+        self.fanout.rooms.on_deleted = self.lifecycle.room_deleted
         self.lease = LeaseKeeper(self)
         self.draining = False
         self.link_stale = False  # the broker's link was down: healthy after the next lease tick
@@ -146,6 +144,10 @@ class Node:
         verb, _, arg = data.partition(b" ")
         if verb == b"moved":
             self.lifecycle.moved_away(SessionId(arg.decode()))
+        elif verb == b"deleted":  # a room this node owns sessions of was deleted
+            event = decode_server(arg)
+            if isinstance(event, RoomDeleted):
+                self.lifecycle.room_deleted(RoomId(event.room), arg)
 
     @property
     def degraded(self) -> bool:

@@ -76,6 +76,7 @@ _numbers = msgspec.json.Decoder(_Numbers)
 _MESSAGE = b'{"type":"message'  # message, message.edited, message.deleted
 _MEMBER = b'{"type":"member.'
 _SUMMARY = b'{"type":"room.summary"'
+_DELETED = b'{"type":"room.deleted"'
 _TYPING = b'{"type":"typing",'
 
 
@@ -180,12 +181,13 @@ class RoomOrder:
                 streams.epoch = numbers.epoch
                 streams.messages.reset(0)
             out = streams.messages.offer(numbers.offset, frame)
-        elif data.startswith(_MEMBER) or data.startswith(_SUMMARY):
+        elif data.startswith((_MEMBER, _SUMMARY, _DELETED)):
             numbers = _numbers.decode(data)
             if numbers.version is None:
                 return False
             frame = Frame(data, origin)
-            if data.startswith(_SUMMARY):
+            if not data.startswith(_MEMBER):
+                # A summary or the deletion: needs none of the versions before it.
                 out = streams.versions.jump(numbers.version, frame)
             else:
                 out = streams.versions.offer(numbers.version, frame)

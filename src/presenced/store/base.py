@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from presenced.presence.history import AppendResult, Body, MessageState, Recovery, StreamEvent
-from presenced.presence.roster import RoomChange, RoomSnapshot
+from presenced.presence.roster import RoomChange, RoomDeletion, RoomSnapshot
 from presenced.presence.session import Session
 from presenced.presence.status import PresenceChange, UserPresence
 from presenced.typing import RoomId, SessionId, UserId
@@ -91,6 +91,10 @@ class RoomStore(Protocol):
     async def count(self, room: RoomId) -> tuple[int, int]:
         """Visible members and the room version, in O(1)."""
 
+    async def delete(self, room: RoomId) -> RoomDeletion:
+        """Remove the room and all its members in one step; the version moves on (a room
+        made again later does not start over where a node may still remember it)."""
+
 
 class PresenceStore(Protocol):
     """Per-user presence aggregated over sessions; each call returns before/after."""
@@ -150,6 +154,9 @@ class MessageStore(Protocol):
         """(seen-up-to offset, unread messages by others after it)."""
 
     async def authors_between(self, room: RoomId, after: int, upto: int) -> set[UserId]: ...
+
+    async def drop(self, room: RoomId) -> None:
+        """Delete the room's whole stream, positions and receipts (the room was deleted)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from presenced.presence.history import (
     Recovery,
     StreamEvent,
 )
-from presenced.presence.roster import RoomChange, RoomSnapshot, Roster
+from presenced.presence.roster import RoomChange, RoomDeletion, RoomSnapshot, Roster
 from presenced.presence.session import Session
 from presenced.presence.status import PresenceBook, PresenceChange, UserPresence
 from presenced.store.base import Backplane, MessageHandler, TypingChange, next_typing_seq
@@ -171,6 +171,9 @@ class MemoryRoomStore:
     async def count(self, room: RoomId) -> tuple[int, int]:
         return self.roster.count(room), self.roster.version(room)
 
+    async def delete(self, room: RoomId) -> RoomDeletion:
+        return self.roster.delete(room)
+
 
 class MemoryPresenceStore:
     def __init__(self) -> None:
@@ -234,6 +237,9 @@ class MemoryMessageStore:
 
     async def authors_between(self, room: RoomId, after: int, upto: int) -> set[UserId]:
         return self.book.authors_between(room, after, upto)
+
+    async def drop(self, room: RoomId) -> None:
+        self.book.drop(room)
 
 
 class MemoryTypingStore:

@@ -211,3 +211,7 @@ class RedisMessageStore:
     async def authors_between(self, room: RoomId, after: int, upto: int) -> set[UserId]:
         found = await self._run("message_authors", room, [after, upto])
         return {UserId(_text(u)) for u in found}
+
+    async def drop(self, room: RoomId) -> None:
+        """One DEL of every stream key of the room (one hash slot: one command on Cluster)."""
+        await self._client.delete(*self._keys.room_message_keys(room))

@@ -17,7 +17,13 @@ from typing import Any
 
 import msgspec
 
-from presenced.presence.roster import ChangeKind, MemberEntry, RoomChange, RoomSnapshot
+from presenced.presence.roster import (
+    ChangeKind,
+    MemberEntry,
+    RoomChange,
+    RoomDeletion,
+    RoomSnapshot,
+)
 from presenced.store.redis.keys import Keys
 from presenced.store.redis.scripts import Scripts
 from presenced.typing import RoomId, SessionId, UserId
@@ -105,6 +111,17 @@ class RedisRoomStore:
         """Visible members and the room version: one HMGET."""
         version, visible = await self._client.hmget(self._keys.room_state(room), "v", "n")
         return int(visible or 0), int(version or 0)
+
+    async def delete(self, room: RoomId) -> RoomDeletion:
+        """The room and its members go in one script; the version moves on and is kept."""
+        result = await self._run("room_delete", room, [self._ttl_ms])
+        members = {
+            UserId(result[i].decode()): [
+                SessionId(s) for s in _member_decoder.decode(result[i + 1]).s
+            ]
+            for i in range(1, len(result), 2)
+        }
+        return RoomDeletion(room, int(result[0]), members)
 
     async def _run(self, script: str, room: RoomId, args: list[Any]) -> Any:
         keys = [self._keys.room_state(room), self._keys.room_members(room)]
