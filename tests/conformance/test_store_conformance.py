@@ -485,6 +485,30 @@ async def test_first_and_last_session(backplane: Backplane) -> None:
     assert change.after.last_seen == 250.5
 
 
+async def test_presence_changes_are_numbered_in_order_per_user(backplane: Backplane) -> None:
+    presence = backplane.presence
+    seqs = [
+        (await presence.set(ALICE, S1, "online", None, 5.0)).seq,
+        (await presence.set(ALICE, S2, "away", None, 5.0)).seq,  # same wall time: greater
+        (await presence.set(ALICE, S1, "dnd", "focus", 4.0)).seq,  # the clock went back
+        (await presence.remove(ALICE, S1, 5.0)).seq,
+        (await presence.set(ALICE, S2, "away", None, 5.0)).seq,  # no visible change: numbered
+        (await presence.remove(ALICE, S2, 5.0)).seq,  # the last session: offline
+        (await presence.set(ALICE, S1, "online", None, 6.0)).seq,  # back later
+    ]
+    assert seqs == sorted(set(seqs)), seqs
+    assert seqs[0] >= 5000 and seqs[-1] >= 6000  # at least the wall time in milliseconds
+    assert (await presence.remove(ALICE, S1, 6.0)).seq == seqs[-1] + 1
+    # Each user numbers its own changes.
+    assert (await presence.set(BOB, S3, "online", None, 1.0)).seq == 1000
+    # A user forgotten by the store (never seen online: invisible the whole time) still
+    # numbers on from the wall clock, after its previous numbers.
+    first = (await presence.set(CAROL, S4, "invisible", None, 7.0)).seq
+    gone = (await presence.remove(CAROL, S4, 7.0)).seq
+    again = (await presence.set(CAROL, S4, "invisible", None, 8.0)).seq
+    assert first < gone < again and again >= 8000
+
+
 async def test_status_change_of_one_session(backplane: Backplane) -> None:
     presence = backplane.presence
     await presence.set(ALICE, S1, "online", None, 1.0)

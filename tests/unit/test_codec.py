@@ -178,7 +178,13 @@ _MEMBERS = [
     Member(user="bob", status="busy", devices=2),
 ]
 _PRESENCE_FULL = Presence(
-    user="carol", online=False, status="offline", devices=0, text="gone", last_seen=1795431600.5
+    user="carol",
+    online=False,
+    status="offline",
+    devices=0,
+    text="gone",
+    last_seen=1795431600.5,
+    seq=1795431600500,
 )
 _MESSAGE_FULL = MessageEvent(
     room="lobby",

@@ -24,6 +24,7 @@ __all__ = [
     "UserPresence",
     "aggregate_status",
     "derive_view",
+    "next_presence_seq",
 ]
 
 OFFLINE = "offline"
@@ -76,13 +77,28 @@ class UserPresence(msgspec.Struct, frozen=True):
     last_seen: float | None = None
 
 
+def next_presence_seq(previous: int, wall: float) -> int:
+    """The number of a user's next presence change (see :class:`PresenceChange`)."""
+    return max(previous + 1, int(wall * 1000))
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceChange:
-    """Before and after of the public view, plus the private aggregate after the change."""
+    """Before and after of the public view, plus the private aggregate after the change, and
+    the change's number among the user's presence changes.
+
+    ``seq`` is assigned in the same atomic step as the change, so the ``presence`` events of
+    one user's changes, published separately and by any node, can be put back in order by
+    receivers: the greatest ``seq`` is the newest presence. It is ``max(previous + 1, wall in
+    ms)`` (:func:`next_presence_seq`): strictly increasing while the store remembers the
+    previous number, and still increasing (by the wall clock) after it forgot it (the user's
+    keys expired or were dropped, the store restarted empty).
+    """
 
     before: UserPresence
     after: UserPresence
     aggregate: str
+    seq: int
 
     @property
     def changed(self) -> bool:
@@ -108,6 +124,7 @@ class _DeviceStatus:
 class _User:
     sessions: dict[SessionId, _DeviceStatus] = field(default_factory=dict)
     last_seen: float | None = None
+    changes: int = 0  # the number of the user's latest presence change (PresenceChange.seq)
 
 
 class PresenceBook:
@@ -162,6 +179,9 @@ class PresenceBook:
     def _change(self, user: UserId, before: UserPresence, wall: float) -> PresenceChange:
         after = self.public(user)
         entry = self._users.get(user)
+        seq = next_presence_seq(entry.changes if entry is not None else 0, wall)
+        if entry is not None:
+            entry.changes = seq
         if entry is not None and before.online and not after.online:
             entry.last_seen = wall
             after = self.public(user)
@@ -169,4 +189,4 @@ class PresenceBook:
             # Never seen online by anyone (e.g. invisible the whole time): forget it.
             del self._users[user]
         private = self.private(user)
-        return PresenceChange(before, after, private.status)
+        return PresenceChange(before, after, private.status, seq)

@@ -271,7 +271,10 @@ class StatusUpdated(ServerBase, tag="status.updated"):
 
 
 class Presence(ServerBase, tag="presence"):
-    """A watched user's presence, now or after a change. Invisible users appear offline."""
+    """A watched user's presence, now or after a change. Invisible users appear offline.
+
+    ``seq`` is the number of the change (PresenceChange.seq; greater is newer), on every
+    ``presence`` event; a presence read for ``presence.subscribed`` has none."""
 
     user: str
     online: bool
@@ -279,6 +282,7 @@ class Presence(ServerBase, tag="presence"):
     devices: int
     text: str | None = None
     last_seen: float | None = None
+    seq: int | None = None
 
 
 class PresenceSubscribed(ServerBase, tag="presence.subscribed"):

@@ -4,12 +4,18 @@ A :class:`ChannelTable` maps a key (a room, a watched user...) to the local conn
 want its events, and keeps the node subscribed to the key's broker channel exactly while that
 set is non-empty. Delivery writes the same encoded bytes to every connection in the set,
 skipping the session that caused the event; nothing is awaited per recipient.
+
+On a networked broker, presence events of one watched user are put in order by
+:class:`WatcherTable`: each carries its change's number (``seq``), and only a newer one than
+the last delivered goes out (latest wins: nothing is held, nothing filled).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
 
 from presenced.server.batching import (
     MEMBER_EVENT_PREFIX,
@@ -28,6 +34,7 @@ __all__ = [
     "ChannelTable",
     "LocalFanout",
     "RoomTable",
+    "WatcherTable",
     "device_channel",
     "node_channel",
     "presence_channel",
@@ -205,6 +212,45 @@ class RoomTable(ChannelTable[RoomId]):
                 self.batcher.forget(key)
 
 
+class _Seq(msgspec.Struct):
+    """The field of a presence event that orders it (the rest of the frame is skipped)."""
+
+    seq: int | None = None
+
+
+_seq = msgspec.json.Decoder(_Seq)
+
+
+class WatcherTable(ChannelTable[UserId]):
+    """Presence watchers. With ``ordered`` (a networked broker, which delivers in the order
+    publishes land), a user's presence event whose ``seq`` is not newer than the last one
+    delivered for that user is dropped: two changes published in either order leave the
+    newer presence shown. The last number is forgotten when the node stops watching the user
+    (a later subscription starts afresh, from a ``presence.subscribed`` read)."""
+
+    __slots__ = ("_last", "ordered")
+
+    def __init__(self, broker: Broker, spawn: Spawn, ordered: bool = False) -> None:
+        super().__init__(broker, presence_channel, spawn)
+        self.ordered = ordered
+        self._last: dict[UserId, int] = {}
+
+    def deliver(self, key: UserId, data: bytes, origin: str | None) -> None:
+        if self.ordered and key in self._conns:
+            seq = _seq.decode(data).seq
+            if seq is not None:
+                last = self._last.get(key)
+                if last is not None and seq <= last:
+                    return  # older than (or the same as) what the watchers have
+                self._last[key] = seq
+        super().deliver(key, data, origin)
+
+    def discard(self, key: UserId, conn: Connection) -> None:
+        super().discard(key, conn)
+        if key not in self:
+            self._last.pop(key, None)
+
+
 class LocalFanout:
     """The node's four tables: room members, device-event rooms, presence watchers, users."""
 
@@ -220,7 +266,7 @@ class LocalFanout:
     ) -> None:
         self.rooms = RoomTable(broker, spawn, batch_window, summary_interval, order)
         self.devices: ChannelTable[RoomId] = ChannelTable(broker, device_channel, spawn)
-        self.watchers: ChannelTable[UserId] = ChannelTable(broker, presence_channel, spawn)
+        self.watchers = WatcherTable(broker, spawn, ordered=not broker.inline)
         self.users: ChannelTable[UserId] = ChannelTable(broker, user_channel, spawn)
 
     async def join_room(self, conn: Connection, room: RoomId, device_events: bool) -> None:

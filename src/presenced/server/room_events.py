@@ -30,7 +30,8 @@ from presenced.typing import RoomId, UserId
 __all__ = ["RoomEvents", "presence_message"]
 
 
-def presence_message(view: UserPresence) -> Presence:
+def presence_message(view: UserPresence, seq: int | None = None) -> Presence:
+    """The wire form of a presence: with the change's number (an event) or without (a read)."""
     return Presence(
         user=view.user,
         online=view.online,
@@ -38,6 +39,7 @@ def presence_message(view: UserPresence) -> Presence:
         devices=view.devices,
         text=view.text,
         last_seen=view.last_seen,
+        seq=seq,
     )
 
 
@@ -110,7 +112,9 @@ class RoomEvents:
         before, after = change.before, change.after
         if before == after:
             return
-        await backplane.broker.publish(presence_channel(user), encode(presence_message(after)))
+        await backplane.broker.publish(
+            presence_channel(user), encode(presence_message(after, change.seq))
+        )
         rooms: set[RoomId] = set()
         for session in await backplane.sessions.of_user(user):
             rooms.update(session.rooms)

@@ -56,7 +56,8 @@ class Keys:
 
     def user_meta(self, user: str) -> str:
         """Hash: ``ls`` (last seen, the caller's wall time as written), ``seq`` (orders the
-        statuses' texts). TTL: 30 days by default, refreshed by every presence_* write, so a
+        statuses' texts), ``ch`` (the number of the user's latest presence change,
+        PresenceChange.seq). TTL: 30 days by default, refreshed by every presence_* write, so a
         last seen outlives the statuses; deleted when the user has neither sessions nor one."""
         return f"{self.prefix}:{{u:{_tag(user)}}}:meta"
 

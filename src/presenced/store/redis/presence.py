@@ -2,9 +2,11 @@
 
 A user is two keys under its hash tag (one Cluster slot): a hash of its sessions' status
 records (status, rank, text, and a per-user sequence number that orders the texts) and a meta
-hash (last seen, the sequence counter). ``set`` and ``remove`` are each one Lua script that
-applies the change, records last seen on the edge where the user stops being visible online
-(and forgets a user never seen online), and returns the records before and after. The views
+hash (last seen, the sequence counter, the number of the latest presence change). ``set`` and
+``remove`` are each one Lua script that applies the change, numbers it
+(PresenceChange.seq: ``max(previous + 1, wall ms)``), records last seen on the edge where the
+user stops being visible online (and forgets a user never seen online), and returns the number
+and the records before and after. The views
 are then derived by presence/status.py's :func:`derive_view`, the one rule PresenceBook uses too:
 status by STATUS_PRECEDENCE, text of the newest session with the winning status, invisible
 users offline to others. Reads (``get_many``, ``get_private``) are one pipeline of plain reads.
@@ -85,12 +87,13 @@ class RedisPresenceStore:
             repr(float(wall)),
             self._ttl_ms,
             self._last_seen_ttl_ms,
+            int(wall * 1000),
         ]
         return _change(user, await self._scripts.run("presence_set", self._user_keys(user), args))
 
     async def remove(self, user: UserId, session: SessionId, wall: float) -> PresenceChange:
         """Remove a closed session; the last visible one leaves ``last_seen = wall``."""
-        args = [session, repr(float(wall)), self._ttl_ms, self._last_seen_ttl_ms]
+        args = [session, repr(float(wall)), self._ttl_ms, self._last_seen_ttl_ms, int(wall * 1000)]
         result = await self._scripts.run("presence_remove", self._user_keys(user), args)
         return _change(user, result)
 
@@ -142,13 +145,15 @@ def _last_seen(raw: bytes | None) -> float | None:
 
 
 def _change(user: UserId, result: list[Any]) -> PresenceChange:
-    """A presence_set/remove reply as PresenceChange: public views before and after, and the
-    private aggregate after."""
-    seen_before, seen_after, count = _last_seen(result[0]), _last_seen(result[1]), int(result[2])
-    before = _records(result[3 : 3 + count])
-    after = _records(result[3 + count :])
+    """A presence_set/remove reply as PresenceChange: public views before and after, the
+    private aggregate after, and the change's number."""
+    seq, seen_before, seen_after = int(result[0]), _last_seen(result[1]), _last_seen(result[2])
+    count = int(result[3])
+    before = _records(result[4 : 4 + count])
+    after = _records(result[4 + count :])
     return PresenceChange(
         view(user, before, seen_before, public=True),
         view(user, after, seen_after, public=True),
         view(user, after, seen_after, public=False).status,
+        seq,
     )

@@ -2,9 +2,11 @@
 -- Returns the user's session records before and after plus last seen before and after; the
 -- caller derives the public views and the private aggregate from them (store/redis/presence.py).
 -- Last seen is written here, on the edge where the user stops being visible online (its last
--- visible session went, or it went invisible), at the caller's wall time.
+-- visible session went, or it went invisible), at the caller's wall time. The change gets the
+-- user's next change number, max(previous + 1, wall ms) (presence/status.py PresenceChange).
 -- KEYS[1] user statuses hash: session id -> JSON {s = status, r = rank, t = text, q = seq}
--- KEYS[2] user meta hash: ls = last seen (the wall time as the caller wrote it), seq
+-- KEYS[2] user meta hash: ls = last seen (the wall time as the caller wrote it), seq,
+--         ch = the number of the user's latest presence change
 -- ARGV[1] session id
 -- ARGV[2] status
 -- ARGV[3] the status's rank (presence/status.py STATUS_PRECEDENCE; higher wins)
@@ -13,7 +15,8 @@
 -- ARGV[6] wall time, as text
 -- ARGV[7] ttl of the statuses hash, milliseconds
 -- ARGV[8] ttl of the meta hash, milliseconds
--- Returns {last seen before or "", last seen after or "", n, n records before..., records after...}.
+-- ARGV[9] wall time, milliseconds (integer)
+-- Returns {change number, last seen before or "", last seen after or "", n, n records before..., records after...}.
 local statuses, meta = KEYS[1], KEYS[2]
 
 -- Whether others see the user online: it has sessions and its aggregate is not invisible.
@@ -31,6 +34,8 @@ end
 local before = redis.call('HVALS', statuses)
 local seen_before = redis.call('HGET', meta, 'ls')
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local change = math.max((tonumber(redis.call('HGET', meta, 'ch')) or 0) + 1, tonumber(ARGV[9]))
+redis.call('HSET', meta, 'ch', string.format('%d', change))
 local entry = {s = ARGV[2], r = tonumber(ARGV[3]), q = seq}
 if ARGV[4] == '1' then entry.t = ARGV[5] end
 redis.call('HSET', statuses, ARGV[1], cjson.encode(entry))
@@ -44,7 +49,7 @@ end
 redis.call('PEXPIRE', statuses, tonumber(ARGV[7]))
 redis.call('PEXPIRE', meta, tonumber(ARGV[8]))
 
-local result = {seen_before or '', seen_after or '', #before}
+local result = {change, seen_before or '', seen_after or '', #before}
 for _, raw in ipairs(before) do table.insert(result, raw) end
 for _, raw in ipairs(after) do table.insert(result, raw) end
 return result
