@@ -8,7 +8,7 @@ on "valkey", design.md section 7).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +16,9 @@ import pytest
 from presenced.config import Settings
 from presenced.server.serve import RunningServer, start_server
 from presenced.testing import ProtocolClient
+from tests.support.nats import NatsProcess
+from tests.support.quiet import quiet_launcher
+from tests.support.valkey import ValkeyCluster, ValkeyProcess, free_port
 
 # Fast liveness for tests: events happen in tens of milliseconds; tests wait for them with
 # timeouts instead of sleeping.
@@ -104,3 +107,44 @@ async def connect(server: RunningServer) -> AsyncIterator[Connect]:
     for client in clients:
         if not client.closed.is_set():
             client.abort()
+
+
+# --- real servers, started once per test session and shared: a standalone Valkey, a
+# 3-master Valkey Cluster and a nats-server. Each user takes a fresh key or subject prefix,
+# so tests never meet. (A test that stops or restarts its server starts its own.)
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[ValkeyProcess]:
+    server = ValkeyProcess()
+    try:
+        with quiet_launcher():
+            server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[ValkeyCluster]:
+    cluster = ValkeyCluster()
+    # A Cluster node's bus port is its port + 10000, so its port must be 55535 or less.
+    for node in cluster.nodes:
+        while node.port > 55535:
+            node.port = free_port()
+    try:
+        with quiet_launcher():
+            cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsProcess]:
+    server = NatsProcess()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()

@@ -5,48 +5,25 @@ backend means adding its name to ``BACKENDS`` and a branch in :func:`open_backen
 themselves only ever go through the store Protocols (presenced.store.base), never a backend's
 internals.
 
-The Redis backends run on real servers started once per test session (a standalone Valkey and
-a 3-master Valkey Cluster, from tests/support/valkey.py). Each backplane gets a key prefix of
+The Redis backends run on real servers started once per test session (tests/conftest.py's
+``valkey`` and ``valkey_cluster``). Each backplane gets a key prefix of
 its own, so tests are independent without flushing or restarting anything.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from presenced.store.base import Backplane
 from presenced.store.memory import memory_backplane
 from presenced.store.redis import redis_backplane
-from tests.support.valkey import ValkeyCluster, ValkeyProcess
 
 __all__ = ["BACKENDS", "open_backend"]
 
 BACKENDS: list[str] = ["memory", "redis", "redis-cluster"]
-
-
-@pytest.fixture(scope="session")
-def valkey() -> Iterator[ValkeyProcess]:
-    """One standalone Valkey for the whole test session."""
-    server = ValkeyProcess()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture(scope="session")
-def valkey_cluster() -> Iterator[ValkeyCluster]:
-    """One 3-master Valkey Cluster for the whole test session."""
-    cluster = ValkeyCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.cleanup()
 
 
 async def open_backend(

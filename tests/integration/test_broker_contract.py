@@ -28,7 +28,6 @@ from nats.errors import Error as NatsError
 from presenced.store.nats import NatsBroker
 from presenced.store.redis.broker import RedisBroker
 from presenced.store.redis.keys import Keys
-from tests.integration.conftest import quiet_launcher
 from tests.support.brokers import (
     Inbox,
     NodeBroker,
@@ -38,6 +37,7 @@ from tests.support.brokers import (
     until,
 )
 from tests.support.nats import NatsProcess
+from tests.support.quiet import quiet_launcher
 from tests.support.valkey import ValkeyCluster, ValkeyProcess
 
 __all__: list[str] = []
