@@ -137,8 +137,17 @@ async def wait_quiet(cores: tuple[int, ...], timeout: float, busy: float = 0.2) 
 class ServerProcess:
     """A server under test: started pinned to a core, stopped by its own pid."""
 
-    def __init__(self, argv: list[str], port: int, core: int | None, cwd: str, log: Path) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        core: int | None,
+        cwd: str,
+        log: Path,
+        admin_port: int | None = None,
+    ) -> None:
         self.port = port
+        self.admin_port = admin_port  # presenced's admin HTTP port, when the suite chose it
         self.log = log
         pinned = ["taskset", "-c", str(core), *argv] if core is not None else argv
         self._log_file = log.open("wb")
@@ -152,21 +161,23 @@ class ServerProcess:
         self.pid = self.proc.pid
 
     async def wait_listening(self, timeout: float = 30.0) -> None:
-        """Wait (bounded) until the port accepts TCP connections."""
+        """Wait (bounded) until the port (and the admin port, if known) accept TCP."""
         deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log}")
-            try:
-                _r, w = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"server not listening after {timeout} s") from None
-                await asyncio.sleep(0.05)
-            else:
-                w.close()
-                await w.wait_closed()
-                return
+        ports = [self.port] + ([self.admin_port] if self.admin_port is not None else [])
+        for port in ports:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log}")
+                try:
+                    _r, w = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"port {port} not listening after {timeout} s") from None
+                    await asyncio.sleep(0.05)
+                else:
+                    w.close()
+                    await w.wait_closed()
+                    break
 
     def alive(self) -> bool:
         """Whether the process is still running."""

@@ -22,6 +22,19 @@ Scenarios (docs/benchmarks.md explains each and quotes the figures):
 - ``capacity`` (not in the default set, presenced only, not pinned): 100,000
   connections on ``presenced serve --workers 6`` over a fresh Valkey, the generator
   spread over 10 processes; ``--cap-total`` / ``--cap-workers`` change the size.
+- ``api_load`` (not in the default set, presenced only): 20 rooms of 100 at a fixed
+  delivery rate, with 0 / 100 / 300 / 1000 admin API requests/s alongside (and each
+  request kind alone): server CPU per delivery, delivery p99, API latency per kind, CPU
+  per request; then the throughput search with and without 200 API requests/s.
+  ``--api-deliveries`` sets the fixed delivery rate (default 12,000/s).
+- ``api_offload`` (not in the default set, presenced only, on a fresh Valkey): the same
+  rooms at 3,000 deliveries/s with the API's requests (30 / 100 req/s of the mix) sent to
+  the fan-out node's own admin port or to an admin-only node (``serve --port off``) on the
+  generator core: the fan-out node's CPU per delivery and delivery p50/p99 against no API
+  load, API latency per kind, the admin-only node's and Valkey's CPU; then each kind alone
+  on the admin-only node: its CPU per request.
+  ``--off-deliveries`` sets its delivery rate (default 3,000/s), ``--off-rates`` the API
+  rates, ``--off-cycles`` the cycles per run.
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen.pool import WorkerPool
+from bench.scenarios.api_load import api_tables, run_api_load, step_labels
+from bench.scenarios.api_offload import offload_tables, run_api_offload
 from bench.scenarios.base import PER_WORKER, Ctx, Sizes
 from bench.scenarios.capacity import capacity_metrics, run_capacity
 from bench.scenarios.detection import run_detection
@@ -51,8 +66,18 @@ from bench.stats import Metric, table
 
 __all__ = ["SCENARIOS", "main", "run_suite", "tables"]
 
-SCENARIOS = ["idle", "latency", "latency5k", "throughput", "presence", "detection", "capacity"]
-ONLY_PRESENCED = {"capacity"}  # scenarios the peers take no part in
+SCENARIOS = [
+    "idle",
+    "latency",
+    "latency5k",
+    "throughput",
+    "presence",
+    "detection",
+    "capacity",
+    "api_load",
+    "api_offload",
+]
+ONLY_PRESENCED = {"capacity", "api_load", "api_offload"}  # scenarios the peers take no part in
 DEFAULT_SCENARIOS = ["idle", "latency", "throughput", "presence", "detection"]
 SERVER_CORE = 0
 GENERATOR_CORE = 1
@@ -85,6 +110,10 @@ def _runners(scenarios: list[str], sizes: Sizes) -> list[tuple[str, Runner]]:
         out.append(("detection", run_detection))
     if "capacity" in scenarios:
         out.append(("capacity", run_capacity))
+    if "api_load" in scenarios:
+        out.append(("api_load", run_api_load))
+    if "api_offload" in scenarios:
+        out.append(("api_offload", run_api_offload))
     return out
 
 
@@ -231,6 +260,18 @@ def tables(results: dict[str, list[dict[str, Any]]], servers: list[str], sizes: 
                 f"### Capacity, `serve --workers {workers}` on Valkey (not pinned)\n\n"
                 + table(runs, ["presenced"], capacity_metrics(sizes))
             )
+        elif key == "api_load":
+            parts.append(
+                f"### Admin API under fan-out load: {sizes.api_rooms} rooms of "
+                f"{sizes.api_members}, {sizes.api_deliveries_s:,.0f} deliveries/s\n\n"
+                + api_tables(runs, [step[0] for step in step_labels(sizes)])
+            )
+        elif key == "api_offload":
+            parts.append(
+                f"### Admin API on its own node (Valkey): {sizes.api_rooms} rooms of "
+                f"{sizes.api_members}, {sizes.off_deliveries_s:,.0f} deliveries/s\n\n"
+                + offload_tables(runs, sizes)
+            )
         failed = [r for r in runs if "error" in r]
         for r in failed:
             parts.append(f"- {key}, {r['server']}, round {r['round']}: FAILED {r['error']}")
@@ -267,12 +308,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write every per-run figure here")
     parser.add_argument("--cap-total", type=int, help="capacity: connections in all")
     parser.add_argument("--cap-workers", type=int, help="capacity: server worker processes")
+    parser.add_argument(
+        "--api-deliveries", type=float, help="api_load: the fixed delivery rate (deliveries/s)"
+    )
+    parser.add_argument(
+        "--api-search-rate",
+        type=float,
+        help="api_load: API req/s of the second throughput search (0: no searches)",
+    )
+    parser.add_argument(
+        "--off-rates",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        help="api_offload: comma-separated API req/s (default 30,100)",
+    )
+    parser.add_argument("--off-cycles", type=int, help="api_offload: cycles per run (default 3)")
+    parser.add_argument(
+        "--off-deliveries", type=float, help="api_offload: the fixed delivery rate (default 3000)"
+    )
     args = parser.parse_args(argv)
     bad = set(args.scenarios) - set(SCENARIOS) or set(args.servers) - set(SERVERS)
     if bad:
         parser.error(f"unknown: {', '.join(sorted(bad))}")
     if set(args.scenarios) & ONLY_PRESENCED and "presenced" not in args.servers:
-        parser.error("capacity measures presenced only: add it to --servers")
+        parser.error(
+            "capacity, api_load and api_offload measure presenced only: add it to --servers"
+        )
     runs = args.runs or (1 if args.quick else 2)
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.cap_total or args.cap_workers:
@@ -281,6 +341,16 @@ def main(argv: list[str] | None = None) -> None:
             cap_total=args.cap_total or sizes.cap_total,
             cap_workers=args.cap_workers or sizes.cap_workers,
         )
+    if args.api_deliveries:
+        sizes = replace(sizes, api_deliveries_s=args.api_deliveries)
+    if args.api_search_rate is not None:
+        sizes = replace(sizes, api_search_rate=args.api_search_rate)
+    if args.off_rates:
+        sizes = replace(sizes, off_rates=args.off_rates)
+    if args.off_cycles:
+        sizes = replace(sizes, off_cycles=args.off_cycles)
+    if args.off_deliveries:
+        sizes = replace(sizes, off_deliveries_s=args.off_deliveries)
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -289,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     most = max(
         max(sizes.idle_levels),
         sizes.tp_rooms * sizes.tp_members,
+        sizes.api_rooms * sizes.api_members
+        if {"api_load", "api_offload"} & set(args.scenarios)
+        else 0,
         5 * sizes.room_members[0] if "latency5k" in args.scenarios else 0,
         sizes.cap_total if capacity else 0,
     )

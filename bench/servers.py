@@ -44,8 +44,13 @@ class ServerKind:
     name: str
     dialect: str
 
-    def argv(self, port: int, live: Liveness) -> list[str]:
-        """Command line that serves on 127.0.0.1:``port``."""
+    def argv(self, port: int | None, live: Liveness, admin_port: int = 0) -> list[str]:
+        """Command line that serves on 127.0.0.1:``port``.
+
+        presenced's admin port goes on ``admin_port`` (0: any free one, unknown to the
+        suite; the api_load scenario passes a free port it picked); ``port`` None is
+        presenced's ``--port off``, an admin-only node (the api_offload scenario).
+        """
         i, t = f"{live.interval:g}", f"{live.timeout:g}"
         if self.name == "presenced":
             return [
@@ -54,7 +59,9 @@ class ServerKind:
                 "presenced",
                 "serve",
                 "--port",
-                str(port),
+                "off" if port is None else str(port),
+                "--admin-port",
+                str(admin_port),
                 "--heartbeat-interval",
                 i,
                 "--heartbeat-timeout",
@@ -66,6 +73,8 @@ class ServerKind:
                 "--log-level",
                 "warning",
             ]
+        if port is None:
+            raise ValueError(f"{self.name} has no admin-only mode")
         if self.name == "socketio-node":
             return ["node", str(NODE_DIR / "server.js"), str(port), i, t]
         if self.name == "python-socketio":

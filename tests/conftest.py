@@ -25,6 +25,7 @@ from tests.support.valkey import ValkeyCluster, ValkeyProcess, free_port
 FAST: dict[str, Any] = {
     "host": "127.0.0.1",
     "port": 0,
+    "admin_port": 0,
     "auth_mode": "insecure",
     "heartbeat_interval": 0.2,
     "heartbeat_timeout": 0.1,

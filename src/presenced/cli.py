@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
 from presenced import __version__
 from presenced.config import SettingInfo, Settings, load_settings_with_origins, settings_info
 from presenced.errors import ConfigError
+from presenced.logs import TEXT_FORMAT, setup_logging
 
 __all__ = ["LOG_FORMAT", "main"]
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = TEXT_FORMAT
 
 _METAVARS = {
     "duration": "DURATION",
@@ -121,7 +121,9 @@ def _toml_value(info: SettingInfo, settings: Settings) -> str | None:
     if info.secret:
         return '"***"'
     if isinstance(value, tuple):
-        return "[" + ", ".join(json.dumps(item) for item in value) + "]"
+        # Entries that are objects (webhook receivers, sinks) are shown as they are written.
+        items = (item if isinstance(item, str | int | float) else str(item) for item in value)
+        return "[" + ", ".join(json.dumps(item) for item in items) + "]"
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     return repr(value)
@@ -143,13 +145,9 @@ def _render(settings: Settings, origins: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-
-
 def _serve(args: argparse.Namespace) -> int:
     settings, _ = _load(args)
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     # Imported here: the server pulls in the event loop and transport, which `config` and
     # `version` do not need.
     from presenced.server.workers import run

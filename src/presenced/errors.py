@@ -74,7 +74,21 @@ class ProtocolError(PresencedError):
 
 
 class AuthError(ProtocolError):
-    """Authentication failed, timed out or has not happened yet."""
+    """Authentication failed, timed out or has not happened yet. ``reason`` is a short,
+    fixed word for metrics and logs (``expired``, ``signature``...; None: the code says it)."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        fatal: bool = False,
+        ref: str | int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(code, message, field=field, fatal=fatal, ref=ref)
+        self.reason = reason
 
 
 class StoreError(PresencedError):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from presenced.presence.session import RoomOptions, Session, SessionState
-from presenced.store.base import Backplane
+from presenced.store.base import Backplane, NodeRecord
 from presenced.typing import DeviceId, RoomId, SessionId, UserId
 
 
@@ -90,7 +93,62 @@ async def test_refresh_accepts_live_sessions(backplane: Backplane) -> None:
     s = session("s3", "n1")
     s.rooms[RoomId("r")] = RoomOptions()
     await backplane.sessions.put(s)
-    await backplane.rooms.add(RoomId("r"), s.user, s.id, None, False)
+    await backplane.rooms.add(RoomId("r"), s.user, s.id, None, False, 1_700_000_000.0)
     await backplane.nodes.refresh([s], 60.0)
     assert await backplane.sessions.get(SessionId("s3")) is not None
     assert (await backplane.rooms.count(RoomId("r")))[0] == 1
+
+
+# --- node reports (the admin's node listing) ---------------------------------------------------
+
+
+async def test_no_nodes_listed(backplane: Backplane) -> None:
+    assert await backplane.nodes.nodes() == []
+
+
+async def test_nodes_list_leases_and_reports(backplane: Backplane) -> None:
+    nodes = backplane.nodes
+    odd = "n{2}%7B"  # braces and percent signs, escaped in Redis keys
+    info: dict[str, Any] = {"sessions": 3, "version": "1.2", "load": [0.5, 0.25], "ok": True}
+    await nodes.renew("n1", 30.0)
+    await nodes.renew(odd, 30.0)
+    await nodes.report("n1", info, 30.0)
+    await nodes.report("n9", {"sessions": 1}, 30.0)  # never renewed: not listed
+    assert await nodes.nodes() == [
+        NodeRecord("n1", True, {"sessions": 3, "version": "1.2", "load": [0.5, 0.25], "ok": True}),
+        NodeRecord(odd, True, {}),
+    ]
+    # Stored by value: neither the caller's dict nor one handed out changes it.
+    info["sessions"] = 99
+    (first, _) = await nodes.nodes()
+    first.info["load"].append(1)
+    assert (await nodes.nodes())[0].info["sessions"] == 3
+    assert (await nodes.nodes())[0].info["load"] == [0.5, 0.25]
+    # A new report replaces the last.
+    await nodes.report(odd, {"sessions": 0}, 30.0)
+    assert (await nodes.nodes())[1] == NodeRecord(odd, True, {"sessions": 0})
+    # A dropped lease: listed, not alive, until claimed (its report goes with it).
+    await nodes.drop(odd)
+    assert (await nodes.nodes())[1] == NodeRecord(odd, False, {"sessions": 0})
+    assert await nodes.claim(odd)
+    assert [r.node for r in await nodes.nodes()] == ["n1"]
+    await nodes.renew(odd, 30.0)
+    assert (await nodes.nodes())[1] == NodeRecord(odd, True, {})
+
+
+async def test_a_report_expires_after_its_ttl(backplane: Backplane) -> None:
+    nodes = backplane.nodes
+    await nodes.renew("n1", 30.0)
+    await nodes.report("n1", {"sessions": 1}, 0.2)
+    assert (await nodes.nodes())[0].info == {"sessions": 1}
+
+    async def forgotten() -> bool:
+        return (await nodes.nodes())[0].info == {}
+
+    await until(forgotten)
+    assert (await nodes.nodes())[0].alive
+
+
+async def test_a_report_must_be_json(backplane: Backplane) -> None:
+    with pytest.raises(TypeError):
+        await backplane.nodes.report("n1", {"when": object()}, 30.0)

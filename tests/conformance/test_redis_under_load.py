@@ -33,12 +33,16 @@ async def test_refresh_pushes_back_every_key_of_every_session(
                 node="n1",
             )
             s.rooms[RoomId(f"r{i % 7}")] = RoomOptions()
+            s.subscriptions = {UserId(f"w{i % 5}")}
             assert await bp.sessions.put(s)
-            await bp.rooms.add(RoomId(f"r{i % 7}"), s.user, s.id, None, False)
+            await bp.rooms.add(RoomId(f"r{i % 7}"), s.user, s.id, None, False, 1_700_000_000.0)
             sessions.append(s)
         await bp.nodes.refresh(sessions, 100_000.0)
         client, keys = bp.nodes._client, bp.nodes._keys  # type: ignore[attr-defined]
-        names = [keys.session(s.id) for s in sessions] + [keys.room_members(RoomId("r3"))]
+        names = [keys.session(s.id) for s in sessions] + [
+            keys.room_members(RoomId("r3")),
+            keys.user_watchers(UserId("w2")),
+        ]
         ttls = [await client.ttl(name) for name in names]
         assert min(ttls) > 90_000, [n for n, t in zip(names, ttls, strict=True) if t <= 90_000]
         # GT: a shorter refresh never shortens what a longer one set.

@@ -43,6 +43,7 @@ R1, R2 = RoomId("room-1"), RoomId("room-2")
 ALICE, BOB, CAROL = UserId("alice"), UserId("bob"), UserId("carol")
 S1, S2, S3, S4 = SessionId("s1"), SessionId("s2"), SessionId("s3"), SessionId("s4")
 WAIT = 2.0  # seconds to wait for a broker message before failing
+WALL = 1_700_000_000.5  # the callers' wall clock, unless a test says otherwise
 
 
 def make_session(sid: SessionId, user: UserId, token: str, **extra: Any) -> Session:
@@ -219,19 +220,19 @@ async def test_first_second_and_last_device(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
     c = await watch.check(
-        await rooms.add(R1, ALICE, S1, {"role": "host"}, False), ChangeKind.JOINED
+        await rooms.add(R1, ALICE, S1, {"role": "host"}, False, WALL), ChangeKind.JOINED
     )
     assert (c.user, c.devices, c.meta) == (ALICE, 1, {"role": "host"})
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "host"})]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "host"}, WALL)]
 
-    c = await watch.check(await rooms.add(R1, ALICE, S2, None, False), ChangeKind.UPDATED)
+    c = await watch.check(await rooms.add(R1, ALICE, S2, None, False, WALL), ChangeKind.UPDATED)
     assert (c.user, c.devices, c.meta) == (ALICE, 2, {"role": "host"})  # None keeps the meta
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 2, {"role": "host"})]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 2, {"role": "host"}, WALL)]
     assert (await rooms.count(R1))[0] == 1  # one member, two devices
 
     c = await watch.check(await rooms.remove(R1, ALICE, S1), ChangeKind.UPDATED)
     assert (c.user, c.devices, c.meta) == (ALICE, 1, {"role": "host"})
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "host"})]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "host"}, WALL)]
 
     c = await watch.check(await rooms.remove(R1, ALICE, S2), ChangeKind.LEFT)
     assert c.user == ALICE
@@ -242,70 +243,79 @@ async def test_first_second_and_last_device(backplane: Backplane) -> None:
 async def test_several_members(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, {"n": 1}, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, BOB, S2, None, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, CAROL, S3, {"n": 3}, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, BOB, S4, None, False), ChangeKind.UPDATED)
+    await watch.check(await rooms.add(R1, ALICE, S1, {"n": 1}, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, BOB, S2, None, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, CAROL, S3, {"n": 3}, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, BOB, S4, None, False, WALL), ChangeKind.UPDATED)
     snap = await rooms.snapshot(R1)
     assert snap.room == R1
     assert members(snap.members) == [
-        MemberEntry(ALICE, 1, {"n": 1}),
-        MemberEntry(BOB, 2, None),
-        MemberEntry(CAROL, 1, {"n": 3}),
+        MemberEntry(ALICE, 1, {"n": 1}, WALL),
+        MemberEntry(BOB, 2, None, WALL),
+        MemberEntry(CAROL, 1, {"n": 3}, WALL),
     ]
     assert await rooms.count(R1) == (3, snap.version)
     await watch.check(await rooms.remove(R1, BOB, S2), ChangeKind.UPDATED)
     await watch.check(await rooms.remove(R1, ALICE, S1), ChangeKind.LEFT)
     snap = await rooms.snapshot(R1)
-    assert members(snap.members) == [MemberEntry(BOB, 1, None), MemberEntry(CAROL, 1, {"n": 3})]
+    assert members(snap.members) == [
+        MemberEntry(BOB, 1, None, WALL),
+        MemberEntry(CAROL, 1, {"n": 3}, WALL),
+    ]
 
 
 async def test_adding_the_same_session_again(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, {"role": "host"}, False), ChangeKind.JOINED)
+    await watch.check(
+        await rooms.add(R1, ALICE, S1, {"role": "host"}, False, WALL), ChangeKind.JOINED
+    )
     # Same session, same meta (or no meta): nothing others can see changed.
-    c = await watch.check(await rooms.add(R1, ALICE, S1, {"role": "host"}, False), ChangeKind.NONE)
+    c = await watch.check(
+        await rooms.add(R1, ALICE, S1, {"role": "host"}, False, WALL), ChangeKind.NONE
+    )
     assert c.devices == 1
-    await watch.check(await rooms.add(R1, ALICE, S1, None, False), ChangeKind.NONE)
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "host"})]
+    await watch.check(await rooms.add(R1, ALICE, S1, None, False, WALL), ChangeKind.NONE)
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "host"}, WALL)]
     # Same session, new meta: UPDATED, still one device.
     c = await watch.check(
-        await rooms.add(R1, ALICE, S1, {"role": "guest"}, False), ChangeKind.UPDATED
+        await rooms.add(R1, ALICE, S1, {"role": "guest"}, False, WALL), ChangeKind.UPDATED
     )
     assert (c.devices, c.meta) == (1, {"role": "guest"})
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "guest"})]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"role": "guest"}, WALL)]
     # A second device with new meta: one UPDATED carrying both.
-    c = await watch.check(await rooms.add(R1, ALICE, S2, {"role": "x"}, False), ChangeKind.UPDATED)
+    c = await watch.check(
+        await rooms.add(R1, ALICE, S2, {"role": "x"}, False, WALL), ChangeKind.UPDATED
+    )
     assert (c.devices, c.meta) == (2, {"role": "x"})
 
 
 async def test_set_meta(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, None, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, ALICE, S2, None, False), ChangeKind.UPDATED)
+    await watch.check(await rooms.add(R1, ALICE, S1, None, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, ALICE, S2, None, False, WALL), ChangeKind.UPDATED)
     c = await watch.check(await rooms.set_meta(R1, ALICE, {"cursor": [1, 2]}), ChangeKind.UPDATED)
     assert (c.user, c.devices, c.meta) == (ALICE, 2, {"cursor": [1, 2]})
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 2, {"cursor": [1, 2]})]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 2, {"cursor": [1, 2]}, WALL)]
     await watch.check(await rooms.set_meta(R1, ALICE, {"cursor": [1, 2]}), ChangeKind.NONE)
     # Not a member, or no such room: NONE, and nothing is created.
     await watch.check(await rooms.set_meta(R1, BOB, {"x": 1}), ChangeKind.NONE)
     c = await rooms.set_meta(R2, ALICE, {"x": 1})
     assert c.kind is ChangeKind.NONE
     assert (await rooms.snapshot(R2)).members == []
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 2, {"cursor": [1, 2]})]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 2, {"cursor": [1, 2]}, WALL)]
 
 
 async def test_remove_what_is_not_there(backplane: Backplane) -> None:
     rooms = backplane.rooms
     assert (await rooms.remove(R1, ALICE, S1)).kind is ChangeKind.NONE  # no such room
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, False), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, False, WALL), ChangeKind.JOINED)
     await watch.check(await rooms.remove(R1, BOB, S1), ChangeKind.NONE)  # not a member
     await watch.check(await rooms.remove(R1, ALICE, S2), ChangeKind.NONE)  # not her session
     assert (await rooms.remove(R2, ALICE, S1)).kind is ChangeKind.NONE  # other room
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"a": 1})]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(ALICE, 1, {"a": 1}, WALL)]
     await watch.check(await rooms.remove(R1, ALICE, S1), ChangeKind.LEFT)
     # Removing it a second time: NONE.
     assert (await rooms.remove(R1, ALICE, S1)).kind is ChangeKind.NONE
@@ -324,25 +334,25 @@ async def test_unknown_room_is_empty(backplane: Backplane) -> None:
 async def test_hidden_member_is_not_seen(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, BOB, S3, None, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, True), ChangeKind.NONE)
-    await watch.check(await rooms.add(R1, ALICE, S2, None, True), ChangeKind.NONE)
+    await watch.check(await rooms.add(R1, BOB, S3, None, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, True, WALL), ChangeKind.NONE)
+    await watch.check(await rooms.add(R1, ALICE, S2, None, True, WALL), ChangeKind.NONE)
     await watch.check(await rooms.set_meta(R1, ALICE, {"a": 2}), ChangeKind.NONE)
     await watch.check(await rooms.touch(R1, ALICE), ChangeKind.NONE)
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None)]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None, WALL)]
     assert (await rooms.count(R1))[0] == 1
     await watch.check(await rooms.remove(R1, ALICE, S1), ChangeKind.NONE)
     await watch.check(await rooms.remove(R1, ALICE, S2), ChangeKind.NONE)  # left unseen
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None)]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None, WALL)]
     # Gone for good: revealing her now does nothing.
     await watch.check(await rooms.set_hidden(R1, ALICE, False), ChangeKind.NONE)
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None)]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None, WALL)]
 
 
 async def test_hidden_only_room_is_empty(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, None, True), ChangeKind.NONE)
+    await watch.check(await rooms.add(R1, ALICE, S1, None, True, WALL), ChangeKind.NONE)
     snap = await rooms.snapshot(R1)
     assert snap.members == []
     assert await rooms.count(R1) == (0, snap.version)
@@ -351,23 +361,23 @@ async def test_hidden_only_room_is_empty(backplane: Backplane) -> None:
 async def test_set_hidden(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, BOB, S3, None, False), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, BOB, S3, None, False, WALL), ChangeKind.JOINED)
     # Hiding is a leave for the others...
     c = await watch.check(await rooms.set_hidden(R1, ALICE, True), ChangeKind.LEFT)
     assert c.user == ALICE
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None)]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None, WALL)]
     assert (await rooms.count(R1))[0] == 1
     await watch.check(await rooms.set_hidden(R1, ALICE, True), ChangeKind.NONE)  # idempotent
     # ...changes while hidden are not seen...
-    await watch.check(await rooms.add(R1, ALICE, S2, None, True), ChangeKind.NONE)
+    await watch.check(await rooms.add(R1, ALICE, S2, None, True, WALL), ChangeKind.NONE)
     await watch.check(await rooms.set_meta(R1, ALICE, {"a": 2}), ChangeKind.NONE)
     # ...and revealing is a join carrying what changed meanwhile.
     c = await watch.check(await rooms.set_hidden(R1, ALICE, False), ChangeKind.JOINED)
     assert (c.user, c.devices, c.meta) == (ALICE, 2, {"a": 2})
     assert members((await rooms.snapshot(R1)).members) == [
-        MemberEntry(ALICE, 2, {"a": 2}),
-        MemberEntry(BOB, 1, None),
+        MemberEntry(ALICE, 2, {"a": 2}, WALL),
+        MemberEntry(BOB, 1, None, WALL),
     ]
     await watch.check(await rooms.set_hidden(R1, ALICE, False), ChangeKind.NONE)  # idempotent
     # Not a member, or no such room: NONE.
@@ -380,20 +390,20 @@ async def test_set_hidden(backplane: Backplane) -> None:
 async def test_hidden_member_last_device_leaves_unseen(backplane: Backplane) -> None:
     rooms = backplane.rooms
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, None, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, BOB, S3, None, False), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, ALICE, S1, None, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, BOB, S3, None, False, WALL), ChangeKind.JOINED)
     await watch.check(await rooms.set_hidden(R1, ALICE, True), ChangeKind.LEFT)
     await watch.check(await rooms.remove(R1, ALICE, S1), ChangeKind.NONE)  # no second LEFT
     await watch.check(await rooms.set_hidden(R1, ALICE, False), ChangeKind.NONE)
-    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None)]
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None, WALL)]
 
 
 async def test_touch(backplane: Backplane) -> None:
     rooms = backplane.rooms
     assert (await rooms.touch(R1, ALICE)).kind is ChangeKind.NONE  # no such room
     watch = await RoomWatch(rooms, R1).start()
-    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, False), ChangeKind.JOINED)
-    await watch.check(await rooms.add(R1, ALICE, S2, None, False), ChangeKind.UPDATED)
+    await watch.check(await rooms.add(R1, ALICE, S1, {"a": 1}, False, WALL), ChangeKind.JOINED)
+    await watch.check(await rooms.add(R1, ALICE, S2, None, False, WALL), ChangeKind.UPDATED)
     # A status change: UPDATED with a new version even though the roster itself is unchanged.
     c = await watch.check(await rooms.touch(R1, ALICE), ChangeKind.UPDATED)
     assert (c.user, c.devices, c.meta) == (ALICE, 2, {"a": 1})
@@ -408,12 +418,12 @@ async def test_rooms_are_independent(backplane: Backplane) -> None:
     rooms = backplane.rooms
     w1 = await RoomWatch(rooms, R1).start()
     w2 = await RoomWatch(rooms, R2).start()
-    await w1.check(await rooms.add(R1, ALICE, S1, {"in": 1}, False), ChangeKind.JOINED)
-    await w2.check(await rooms.add(R2, ALICE, S1, {"in": 2}, False), ChangeKind.JOINED)
-    await w1.check(await rooms.add(R1, BOB, S3, None, False), ChangeKind.JOINED)
+    await w1.check(await rooms.add(R1, ALICE, S1, {"in": 1}, False, WALL), ChangeKind.JOINED)
+    await w2.check(await rooms.add(R2, ALICE, S1, {"in": 2}, False, WALL), ChangeKind.JOINED)
+    await w1.check(await rooms.add(R1, BOB, S3, None, False, WALL), ChangeKind.JOINED)
     await w1.check(await rooms.touch(R1, BOB), ChangeKind.UPDATED)
     before = await rooms.snapshot(R2)
-    assert before.members == [MemberEntry(ALICE, 1, {"in": 2})]
+    assert before.members == [MemberEntry(ALICE, 1, {"in": 2}, WALL)]
     # Everything in R1 leaves R2 alone.
     await w1.check(await rooms.set_meta(R1, ALICE, {"in": 9}), ChangeKind.UPDATED)
     await w1.check(await rooms.set_hidden(R1, ALICE, True), ChangeKind.LEFT)
@@ -427,15 +437,56 @@ async def test_rooms_are_independent(backplane: Backplane) -> None:
     assert await rooms.count(R1) == r1
 
 
+async def test_joined_at_is_the_first_sessions_time(backplane: Backplane) -> None:
+    """A member's joined_at is the wall time its first session joined, exactly as the caller
+    passed it; kept through more devices, updates, hiding and revealing; new after it left."""
+    rooms = backplane.rooms
+    t0 = 1_700_000_000.123456  # more digits than cjson keeps in a number
+    watch = await RoomWatch(rooms, R1).start()
+    c = await watch.check(await rooms.add(R1, ALICE, S1, None, False, t0), ChangeKind.JOINED)
+    assert c.joined_at == t0
+    c = await watch.check(
+        await rooms.add(R1, ALICE, S2, {"a": 1}, False, t0 + 5), ChangeKind.UPDATED
+    )
+    assert c.joined_at == t0  # a second device is no new join
+    assert (await watch.check(await rooms.touch(R1, ALICE), ChangeKind.UPDATED)).joined_at == t0
+    c = await watch.check(await rooms.set_meta(R1, ALICE, {"a": 2}), ChangeKind.UPDATED)
+    assert c.joined_at == t0
+    # A hidden member has its time too, and keeps it when revealed.
+    c = await watch.check(await rooms.add(R1, BOB, S3, None, True, t0 + 6), ChangeKind.NONE)
+    assert c.joined_at == t0 + 6
+    c = await watch.check(await rooms.set_hidden(R1, BOB, False), ChangeKind.JOINED)
+    assert c.joined_at == t0 + 6
+    assert (
+        await watch.check(await rooms.set_hidden(R1, ALICE, True), ChangeKind.LEFT)
+    ).joined_at is None
+    c = await watch.check(await rooms.set_hidden(R1, ALICE, False), ChangeKind.JOINED)
+    assert c.joined_at == t0
+    assert members((await rooms.snapshot(R1)).members) == [
+        MemberEntry(ALICE, 2, {"a": 2}, t0),
+        MemberEntry(BOB, 1, None, t0 + 6),
+    ]
+    # The last device leaving ends the membership; coming back is a new join with a new time.
+    c = await watch.check(await rooms.remove(R1, ALICE, S1), ChangeKind.UPDATED)
+    assert c.joined_at == t0
+    assert (await watch.check(await rooms.remove(R1, ALICE, S2), ChangeKind.LEFT)).joined_at is None
+    c = await watch.check(await rooms.add(R1, ALICE, S2, None, False, t0 + 10), ChangeKind.JOINED)
+    assert c.joined_at == t0 + 10
+    # So does a deleted room made again.
+    await rooms.delete(R1)
+    assert (await rooms.add(R1, BOB, S3, None, False, t0 + 20)).joined_at == t0 + 20
+    assert (await rooms.snapshot(R1)).members == [MemberEntry(BOB, 1, None, t0 + 20)]
+
+
 async def test_room_meta_is_stored_by_value(backplane: Backplane) -> None:
     rooms = backplane.rooms
     meta: dict[str, Any] = {"role": "host", "tags": ["a"]}
-    await rooms.add(R1, ALICE, S1, meta, False)
+    await rooms.add(R1, ALICE, S1, meta, False, WALL)
     # The caller's dict changing afterwards does not change the member...
     meta["role"] = "guest"
     meta["tags"].append("b")
     assert (await rooms.snapshot(R1)).members == [
-        MemberEntry(ALICE, 1, {"role": "host", "tags": ["a"]})
+        MemberEntry(ALICE, 1, {"role": "host", "tags": ["a"]}, WALL)
     ]
     # ...and neither does changing a snapshot handed out.
     snap = await rooms.snapshot(R1)
@@ -443,7 +494,7 @@ async def test_room_meta_is_stored_by_value(backplane: Backplane) -> None:
     assert member_meta is not None
     member_meta["role"] = "spy"
     assert (await rooms.snapshot(R1)).members == [
-        MemberEntry(ALICE, 1, {"role": "host", "tags": ["a"]})
+        MemberEntry(ALICE, 1, {"role": "host", "tags": ["a"]}, WALL)
     ]
     # So setting the changed dict is seen as the change it is.
     assert (await rooms.set_meta(R1, ALICE, meta)).kind is ChangeKind.UPDATED
@@ -779,7 +830,7 @@ async def test_rooms_follow_a_simple_model(
         if op == "add":
             # A consistent caller: an existing member's hidden flag is whatever it is now.
             hidden = entry.hidden if entry is not None else new_hidden
-            change = await rooms.add(room, user, session, None, hidden)
+            change = await rooms.add(room, user, session, None, hidden, WALL)
             if entry is None:
                 entry = model[room][user] = _Entry(hidden=hidden)
             entry.sessions.add(session)
@@ -817,11 +868,11 @@ async def test_rooms_follow_a_simple_model(
 
 async def test_delete_removes_every_member_and_moves_the_version_on(backplane: Backplane) -> None:
     rooms = backplane.rooms
-    await rooms.add(R1, ALICE, S1, {"seat": 1}, False)
-    await rooms.add(R1, ALICE, S2, None, False)
-    await rooms.add(R1, BOB, S3, None, False)
-    await rooms.add(R1, CAROL, S4, None, True)  # hidden: deleted too
-    await rooms.add(R2, BOB, S3, None, False)
+    await rooms.add(R1, ALICE, S1, {"seat": 1}, False, WALL)
+    await rooms.add(R1, ALICE, S2, None, False, WALL)
+    await rooms.add(R1, BOB, S3, None, False, WALL)
+    await rooms.add(R1, CAROL, S4, None, True, WALL)  # hidden: deleted too
+    await rooms.add(R2, BOB, S3, None, False, WALL)
     _, before = await rooms.count(R1)
     deletion = await rooms.delete(R1)
     assert deletion.room == R1
@@ -839,7 +890,7 @@ async def test_delete_removes_every_member_and_moves_the_version_on(backplane: B
     # Leaving a deleted room is nothing.
     assert (await rooms.remove(R1, ALICE, S1)).kind is ChangeKind.NONE
     # Joining again makes a new room: a first join.
-    again = await rooms.add(R1, ALICE, S1, None, False)
+    again = await rooms.add(R1, ALICE, S1, None, False, WALL)
     assert again.kind is ChangeKind.JOINED
 
 

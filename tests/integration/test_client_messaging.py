@@ -321,6 +321,10 @@ async def test_failed_resume_re_joins_with_since_and_recovers_exactly(
         await bob.join("room", device_events=True)
         await bob.send("room", "m1")
         await wait_for(alice.events(), is_message("m1"))
+        listed = alice.member_list("room")
+        assert listed is not None
+        first_join = listed.members["alice"].joined_at
+        assert first_join is not None
 
         alice.simulate_drop()
         await wait_for(bob.events(), lambda e: isinstance(e, DeviceDropped))
@@ -330,7 +334,14 @@ async def test_failed_resume_re_joins_with_since_and_recovers_exactly(
             await bob.send("room", f"m{n}")
         gate.set()
 
-        after = await collect(alice.events(), lambda e: isinstance(e, RoomRecovered))
+        seen = await collect(alice.events(), lambda e: isinstance(e, RoomRecovered))
+        # Her session was gone, so the re-join is a new membership: its snapshot differs from
+        # the list she had by her own join time, and the SDK says so.
+        resynced = [e for e in seen if isinstance(e, MembersResynced)]
+        assert len(resynced) == 1
+        (me,) = [m for m in resynced[0].members if m.user == "alice"]
+        assert me.joined_at is not None and me.joined_at > first_join
+        after = [e for e in seen if not isinstance(e, MembersResynced)]
         back, recovery = after[-2], after[-1]
         assert isinstance(back, Connected)
         assert not back.welcome.resumed and back.welcome.resume_error

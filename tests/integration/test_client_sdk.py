@@ -8,6 +8,7 @@ one would already have arrived.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -352,6 +353,32 @@ async def test_token_provider_is_asked_on_every_connect(make_server: ServerFacto
         )
         assert isinstance(back, Connected) and back.welcome.rooms == ["doc:1"]
         assert calls == 2
+
+
+async def test_an_expiring_token_is_refreshed_or_replaced_without_a_leave(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(auth_mode="jwt", jwt_secret=SECRET, grace=30)
+    lifetimes = [1.0, 60.0]  # the first token runs out, the next one lasts
+
+    async def provider() -> str:
+        return token_for("alice", exp=time.time() + (lifetimes.pop(0) if lifetimes else 60))
+
+    alice = Client(server.url, device="d1", token=provider, backoff=FAST_BACKOFF)
+    async with alice:
+        first = alice.session
+        await alice.join("doc")
+        # Past its exp the server closes with 4011; the client reconnects at once with the
+        # provider's next token and resumes: the same session, still in the room.
+        lost = await wait_for(alice.events(), lambda e: isinstance(e, Disconnected), timeout=5)
+        assert isinstance(lost, Disconnected) and lost.code == 4011 and lost.will_reconnect
+        back = await wait_for(alice.events(), lambda e: isinstance(e, Connected))
+        assert isinstance(back, Connected) and back.welcome.resumed
+        assert alice.session == first and back.welcome.rooms == ["doc"]
+        # Or refreshed in band, before exp: the connection stays.
+        later = time.time() + 120
+        refreshed = await alice.refresh(token_for("alice", exp=later))
+        assert refreshed.expires_at == pytest.approx(later)
 
 
 async def test_bad_token_fails_the_first_connect(make_server: ServerFactory) -> None:

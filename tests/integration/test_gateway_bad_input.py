@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import os
+
 import pytest
 
-from presenced.protocol.messages import Error, RoomJoined
+from presenced.protocol.messages import Error, HeartbeatAck, RoomJoined, Welcome
 from presenced.server.serve import RunningServer
 from tests.conftest import Connect, ServerFactory
 from tests.support.waiting import until
@@ -109,3 +113,72 @@ async def test_client_close_is_echoed_with_a_valid_code(
         rcvd = ws.protocol.close_rcvd
         assert rcvd is not None, "the server's close frame was refused"
         assert (rcvd.code, rcvd.reason) == (echoed, "")
+
+
+async def test_a_sustained_flood_is_cut_and_bystanders_are_served(
+    make_server: ServerFactory,
+) -> None:
+    from presenced.testing import ProtocolClient
+
+    running = await make_server(rate_limit=5, rate_burst=5, grace=30)
+    bystander = await ProtocolClient.connect(running.url + "?user=b&device=d")
+    await bystander.wait_for("welcome")
+    flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
+    await flooder.wait_for("welcome")
+    # Binary and oversized frames pay their token too: over the rate they are refusals.
+    for _ in range(3):
+        await flooder.ws.send(b"\x00binary")
+    for i in range(200):
+        await flooder.send({"type": "heartbeat", "ref": i})
+    await flooder.wait_closed(timeout=5)
+    assert flooder.close_code == 4008
+    limited = [m for m in flooder.received if isinstance(m, Error) and m.code == "RATE_LIMITED"]
+    assert 1 <= len(limited) <= 5 * 10  # answered up to the cut (some in their turn), no further
+    assert isinstance(await bystander.request({"type": "heartbeat"}), HeartbeatAck)
+    # The flooder's session is in grace: it may come back and resume.
+    welcome = flooder.of_type("welcome")[0]
+    assert isinstance(welcome, Welcome) and running.node.registry.get(welcome.session)
+    await bystander.close()
+
+
+async def _upgraded(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw socket past the WebSocket handshake, not authenticated."""
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def test_an_unauthenticated_socket_may_not_buffer_a_huge_frame(
+    make_server: ServerFactory,
+) -> None:
+    from presenced.testing import ProtocolClient
+
+    running = await make_server(max_frame_bytes="1MiB", auth_timeout=30)
+    bystander = await ProtocolClient.connect(running.url + "?user=b&device=d")
+    await bystander.wait_for("welcome")
+    reader, writer = await _upgraded(running.host, running.port)
+    # A masked text frame announcing 1 MiB, and 100 KiB of it: past max_auth_bytes (32 KiB
+    # by default) the server closes, long before the auth timeout and the frame's end.
+    writer.write(bytes([0x81, 0x80 | 127]) + (1 << 20).to_bytes(8, "big") + os.urandom(4))
+    writer.write(b"x" * 100 * 1024)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(64), 5)
+    assert data[:1] == b"\x88" and int.from_bytes(data[2:4], "big") == 1009  # close, 1009
+    writer.close()
+    assert isinstance(await bystander.request({"type": "heartbeat"}), HeartbeatAck)
+    # Authenticated, the same client may send frames up to max_frame_bytes.
+    big = await ProtocolClient.connect(running.url + "?user=c&device=d", max_size=None)
+    await big.wait_for("welcome")
+    reply = await big.request({"type": "heartbeat", "pad": "y" * 500_000})
+    assert isinstance(reply, HeartbeatAck)
+    await big.close()
+    await bystander.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from presenced.protocol.messages import (
     DeviceBack,
@@ -15,8 +18,10 @@ from presenced.protocol.messages import (
     RoomJoined,
     Welcome,
 )
+from presenced.server import node as node_module
 from presenced.server.serve import RunningServer
 from presenced.testing import ProtocolClient
+from presenced.typing import SessionId, UserId
 from tests.conftest import Connect, ServerFactory
 
 
@@ -83,6 +88,41 @@ async def test_second_device_closing_changes_nothing_for_others(connect: Connect
     members = await watcher.request({"type": "room.members", "room": "r"})
     assert {m.user for m in members.members} == {"alice", "carol"}  # type: ignore[union-attr]
     assert not watcher.of_type("member.left")
+
+
+async def test_members_carry_when_their_first_session_joined(connect: Connect) -> None:
+    join = {"type": "room.join", "room": "r"}
+    watcher = await connect("carol", "web")
+    before = time.time()
+    reply = await watcher.request(join)
+    after = time.time()
+    assert isinstance(reply, RoomJoined)
+    (carol,) = reply.members
+    assert carol.joined_at is not None and before <= carol.joined_at <= after
+    phone = await connect("alice", "phone")
+    laptop = await connect("alice", "laptop")
+    before = time.time()
+    await phone.request(join)
+    after = time.time()
+    joined = await watcher.wait_for("member.joined")
+    assert isinstance(joined, MemberJoined) and joined.joined_at is not None
+    assert before <= joined.joined_at <= after
+    # A second device joining later is no new join: the member's time stays.
+    second = await laptop.request(join)
+    assert isinstance(second, RoomJoined)
+    times = {m.user: m.joined_at for m in second.members}
+    assert times == {"alice": joined.joined_at, "carol": carol.joined_at}
+    members = await watcher.request({"type": "room.members", "room": "r"})
+    assert {m.user: m.joined_at for m in members.members} == times  # type: ignore[union-attr]
+    # Leaving with every device and coming back is a new join, with a new time.
+    await laptop.request({"type": "room.leave", "room": "r"})
+    await phone.request({"type": "room.leave", "room": "r"})
+    await watcher.wait_for("member.left")
+    mark = len(watcher.received)
+    await phone.request(join)
+    again = await watcher.wait_for("member.joined", start=mark)
+    assert isinstance(again, MemberJoined) and again.joined_at is not None
+    assert again.joined_at > joined.joined_at
 
 
 async def test_abrupt_close_then_grace_expiry_leaves(connect: Connect) -> None:
@@ -279,6 +319,34 @@ async def test_shutdown_tells_clients_to_reconnect(make_server: ServerFactory) -
     assert await client.wait_closed() == 1012
 
 
+async def test_shutdown_cancels_work_that_outlives_the_drain(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Work still running when the store closes would reopen its connections (a closed
+    # redis-py client reconnects on the next command) and leak them: a CI run failed on
+    # the unclosed socket. stop() must leave no background work behind.
+    monkeypatch.setattr(node_module, "SHUTDOWN_WORK_TIMEOUT", 0.05)
+    running = await make_server()
+    release = asyncio.Event()
+    outcome: list[str] = []
+
+    async def outlives_the_drain() -> None:
+        try:
+            await release.wait()
+            await running.node.backplane.presence.get_many([UserId("a")])
+            outcome.append("used the store")
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    running.node.spawn(outlives_the_drain())
+    await running.stop()
+    assert outcome == ["cancelled"]  # not pending, and it never reached the store
+    release.set()
+    running.node.rearm()  # a late callback must not restart the deadline timer
+    assert running.node._timer is None
+
+
 async def test_room_joined_lists_members_with_status(connect: Connect) -> None:
     alice = await connect("alice", "phone")
     await alice.request({"type": "status.set", "status": "busy", "text": "in a call"})
@@ -289,3 +357,25 @@ async def test_room_joined_lists_members_with_status(connect: Connect) -> None:
     by_user = {m.user: m for m in joined.members}
     assert by_user["alice"].status == "busy" and by_user["alice"].text == "in a call"
     assert by_user["alice"].meta == {"role": "host"} and by_user["bob"].devices == 1
+
+
+async def test_a_session_keeps_when_it_was_opened_and_last_active(
+    server: RunningServer, connect: Connect
+) -> None:
+    alice = await connect("alice")
+    welcome = alice.of_type("welcome")[0]
+    assert isinstance(welcome, Welcome)
+    session = server.node.registry.get(SessionId(welcome.session))
+    assert session is not None
+    opened = session.connected_at
+    assert opened > 0 and session.last_active == opened
+    await alice.request({"type": "heartbeat"})  # answered inline: no store write
+    beat = session.last_active
+    assert beat > opened
+    assert isinstance(await alice.request({"type": "room.join", "room": "r"}), RoomJoined)
+    # The join wrote the record: the times went with it.
+    assert session.connected_at == opened and session.last_active > beat
+    record = await server.node.backplane.sessions.get(session.id)
+    assert record is not None
+    assert (record.connected_at, record.last_active) == (opened, session.last_active)
+    await alice.close()

@@ -32,8 +32,11 @@ from presenced.protocol.chat import (
 )
 from presenced.protocol.messages import Error, HeartbeatAck, MemberLeft, RoomJoined, RoomLeft
 from presenced.server.serve import RunningServer
+from presenced.store.memory.stores import MemoryMessageStore
 from presenced.testing import ProtocolClient
+from presenced.typing import RoomId
 from tests.conftest import Connect, ServerFactory
+from tests.support.waiting import until
 
 T = TypeVar("T")
 Dial = Callable[..., Awaitable[ProtocolClient]]
@@ -400,6 +403,26 @@ async def test_history_is_current_state_with_limit_and_before(connect: Connect) 
     await refused(carol, {"type": "room.history", "room": ROOM}, "NOT_IN_ROOM", "room")
 
 
+@pytest.mark.gateway_backends("memory")
+async def test_old_history_goes_by_age_in_rooms_nobody_touches(
+    make_server: ServerFactory, dial: Dial
+) -> None:
+    # The memory store's history shrinks back by itself after history_ttl: the node's
+    # housekeeping trims every room and forgets the emptied streams. (On Valkey every
+    # stream key carries the ttl; Redis drops it.)
+    running = await make_server(history_ttl=0.3, lease_interval=0.05)
+    alice = await dial(running, "alice", "phone")
+    rooms = [f"r{i}" for i in range(20)]
+    for room in rooms:
+        await ask(alice, {"type": "room.join", "room": room}, RoomJoined)
+        await send(alice, "soon gone", room=room)
+    store = running.node.backplane.messages
+    assert isinstance(store, MemoryMessageStore)
+    logs = [store.book.log(RoomId(r)) for r in rooms]
+    assert sum(len(log.events) for log in logs if log is not None) == 20
+    await until(lambda: all(store.book.log(RoomId(r)) is None for r in rooms), "history gone")
+
+
 # --- typing --------------------------------------------------------------------------------
 
 
@@ -436,6 +459,44 @@ async def test_typing_starts_ignores_quick_renewals_and_stops_by_itself(
     # last stop is published first, the set between is dropped as older. Never a stale set.
     assert users[:2] == [["alice"], ["alice", "carol"]]
     assert users[2:] in ([["carol"], []], [["alice"], []], [[]])
+
+
+async def test_typing_start_stop_alternated_is_throttled_too(
+    make_server: ServerFactory, dial: Dial
+) -> None:
+    # A client flipping typing.start / typing.stop as fast as it can: the room hears one
+    # start and one stop per throttle, not one event per frame (a stop is never held back).
+    running = await make_server(typing_throttle=5.0)
+    alice = await dial(running, "alice", "phone")
+    bob = await dial(running, "bob", "web")
+    await join(alice, bob)
+    for _ in range(40):
+        await alice.send({"type": "typing.start", "room": ROOM})
+        await alice.send({"type": "typing.stop", "room": ROOM})
+    await expect(bob, TypingEvent, lambda t: t.users == [])
+    await settle(alice, bob)
+    assert [t.users for t in of(bob, TypingEvent)] == [["alice"], []]
+
+
+async def test_a_start_right_after_a_stop_is_deferred_not_lost(
+    make_server: ServerFactory, dial: Dial
+) -> None:
+    running = await make_server(typing_throttle=0.3)
+    alice = await dial(running, "alice", "phone")
+    bob = await dial(running, "bob", "web")
+    await join(alice, bob)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await alice.send({"type": "typing.start", "room": ROOM})
+    await alice.send({"type": "typing.stop", "room": ROOM})
+    await alice.send({"type": "typing.start", "room": ROOM})  # within the throttle: held
+    await expect(bob, TypingEvent, lambda t: t.users == [])
+    again = await expect(
+        bob, TypingEvent, lambda t: t is not of(bob, TypingEvent)[0] and t.users == ["alice"]
+    )
+    assert loop.time() - started >= 0.3 * 0.9  # when the throttle was over, not before
+    assert [t.users for t in of(bob, TypingEvent)] == [["alice"], [], ["alice"]]
+    assert again.room == ROOM
 
 
 async def test_typing_is_cleared_by_sending(connect: Connect) -> None:

@@ -53,7 +53,7 @@ async def test_outage_keeps_clients_and_recovers(
     assert data["connections"] == 1
     # The local connection stays up and is served what needs no store.
     assert isinstance(await alice.request({"type": "heartbeat"}), HeartbeatAck)
-    _, _, metrics = await asyncio.to_thread(get, running.http_url + "/metrics")
+    _, _, metrics = await asyncio.to_thread(get, running.admin_url + "/metrics")
     assert f'presenced_degraded{{node="{running.node.node_id}"}} 1.0' in metrics
     # Valkey comes back empty (no persistence): the node re-asserts alice.
     valkey.port = port

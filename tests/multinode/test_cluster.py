@@ -84,7 +84,7 @@ async def test_killed_node_users_leave_within_lease_and_grace(
     n1.kill()
     left = await bob.wait_for("member.left", timeout=LEASE + LEASE_INTERVAL + GRACE + 5)
     took = loop.time() - killed_at
-    assert isinstance(left, MemberLeft) and left.user == "alice"
+    assert isinstance(left, MemberLeft) and (left.user, left.reason) == ("alice", "node_lost")
     assert took < LEASE + LEASE_INTERVAL + GRACE + 2, took
     assert took > GRACE * 0.8, took  # it went through grace, not straight out
     assert await members(bob) == {"bob"}

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 
+from presenced.api import ApiClient
 from presenced.protocol.messages import MemberLeft, RoomCountReply, Welcome
 from presenced.testing import ProtocolClient
 from tests.multinode.conftest import NODE_SETTINGS
@@ -37,7 +38,7 @@ async def test_workers_share_the_port_and_replace_a_dead_one(valkey: ValkeyProce
         assert node.proc is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 15
-        while len(worker_pids(node.proc.pid)) < 3:
+        while len(worker_pids(node.proc.pid)) < 4:  # 3 workers and the admin API's node
             assert loop.time() < deadline, "workers did not start"
             await asyncio.sleep(0.05)  # polling process start-up
         # Every worker answers on the one port (the kernel spreads connections) once it is
@@ -56,6 +57,23 @@ async def test_workers_share_the_port_and_replace_a_dead_one(valkey: ValkeyProce
             clients.append(client)
         count = await clients[0].request({"type": "room.count", "room": "r"})
         assert isinstance(count, RoomCountReply) and count.count == 24
+        # The admin port is served by a node of its own, with no client port, off the
+        # workers' fan-out; it speaks for all of them, and its kicks reach their clients.
+        async with ApiClient(node.admin_url) as api:
+            for _ in range(6):
+                assert (await api.health()).node == "wk-api"
+                members = [m.user async for m in api.iter_members("r", page=7)]
+                assert sorted(members) == sorted(f"u{i}" for i in range(24))
+                assert (await api.presence_of(["u0", "u23"])).users[1].online
+            assert sorted(n.node for n in (await api.nodes()).nodes) == [
+                "wk-api", "wk-w0", "wk-w1", "wk-w2",
+            ]  # fmt: skip
+            kicked = await api.kick("u23", message="bye")
+            assert kicked.sessions == 1
+            await clients[23].wait_for("force_leave", timeout=10)
+            await clients[23].wait_closed(timeout=10)
+            clients.pop()
+        assert "wk-api" not in pid_of  # the client port's health never came from it
         # Kill one worker: its clients resume on the others (the kernel picks), nobody leaves.
         on_node = [_welcome(c).node for c in clients]
         known = [n for n in on_node if n in pid_of]
@@ -76,12 +94,13 @@ async def test_workers_share_the_port_and_replace_a_dead_one(valkey: ValkeyProce
                 assert isinstance(again, Welcome) and again.resumed
                 clients[index] = back
         await must_not_happen_for(1.0 + 1.5 + 0.5)  # lease + grace: no member.left may come
-        assert not [m for m in watcher.received[mark:] if isinstance(m, MemberLeft)]
+        left = [m for m in watcher.received[mark:] if isinstance(m, MemberLeft)]
+        assert [m.user for m in left if m.user != "u23"] == []  # (u23 was kicked before)
         count = await watcher.request({"type": "room.count", "room": "r"})
-        assert isinstance(count, RoomCountReply) and count.count == 24
+        assert isinstance(count, RoomCountReply) and count.count == 23
         # The supervisor started a new worker in the dead one's place.
         deadline = loop.time() + 15
-        while len(worker_pids(node.proc.pid)) < 3 or victim in worker_pids(node.proc.pid):
+        while len(worker_pids(node.proc.pid)) < 4 or victim in worker_pids(node.proc.pid):
             assert loop.time() < deadline, "the dead worker was not replaced"
             await asyncio.sleep(0.05)  # polling process start-up
     finally:

@@ -36,11 +36,13 @@ def nats_server_binary() -> str:
 
 
 class NatsProcess(ServerProcess):
-    """One nats-server on 127.0.0.1 (core NATS, no JetStream)."""
+    """One nats-server on 127.0.0.1 (core NATS; with ``jetstream``, JetStream too, its
+    store in the server's directory, so it survives a restart)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, jetstream: bool = False) -> None:
         self.port = port or free_port()
         self.monitor_port = free_port()
+        self.jetstream = jetstream
         super().__init__("presenced-nats-")
 
     @property
@@ -55,6 +57,8 @@ class NatsProcess(ServerProcess):
             "--http_port", str(self.monitor_port),
             "--log", str(self.dir / "nats.log"),
         ]  # fmt: skip
+        if self.jetstream:
+            args += ["--jetstream", "--store_dir", str(self.dir / "jetstream")]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_ready(timeout)
         return self
@@ -93,6 +97,7 @@ class NatsProcess(ServerProcess):
         ]
 
     def restart(self) -> None:
-        """Stop and start again on the same ports (core NATS keeps nothing across)."""
+        """Stop and start again on the same ports (core NATS keeps nothing across;
+        JetStream keeps its streams)."""
         self.stop()
         self.start()

@@ -1,7 +1,8 @@
 """presenced nodes as real subprocesses (``python -m presenced serve``), for multi-node tests.
 
 Each node gets its own free port and node id and logs to its own file. Start-up is awaited by
-polling ``/health`` with a bound; nodes are ended by their own process handle only.
+polling ``/health`` on the client port and then on the admin port (two listeners, bound one
+after the other), with one bound; nodes are ended by their own process handle only.
 """
 
 from __future__ import annotations
@@ -29,13 +30,25 @@ class PresencedNode:
     def __init__(self, node_id: str, **settings: Any) -> None:
         self.node_id = node_id
         self.port = free_port()
-        self.settings = {"host": "127.0.0.1", "port": self.port, "node_id": node_id, **settings}
+        self.admin_port = int(settings.pop("admin_port", None) or free_port())
+        self.settings = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "admin_port": self.admin_port,
+            "node_id": node_id,
+            **settings,
+        }
         self.log_path = Path(tempfile.mkstemp(prefix=f"presenced-{node_id}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def admin_url(self) -> str:
+        """The node's admin API (with --workers, one of the workers answers)."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 15.0) -> PresencedNode:
         args = [sys.executable, "-m", "presenced", "serve"]
@@ -45,17 +58,24 @@ class PresencedNode:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
-        while self.health() is None:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.node_id} exited: {self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"node {self.node_id} not up in {timeout}s: {self.log_tail()}")
-            time.sleep(0.05)  # polling a process start-up, not waiting for an event
+        # Both listeners: a test that calls the admin API at once must not race its bind.
+        for port in (self.port, self.admin_port):
+            while self.health(port) is None:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"node {self.node_id} exited: {self.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"node {self.node_id} not up on port {port} in {timeout}s: "
+                        f"{self.log_tail()}"
+                    )
+                time.sleep(0.05)  # polling a process start-up, not waiting for an event
         return self
 
-    def health(self) -> dict[str, Any] | None:
+    def health(self, port: int | None = None) -> dict[str, Any] | None:
+        """``/health`` of the client port (or of ``port``); None while nothing answers."""
+        url = f"http://127.0.0.1:{port or self.port}/health"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1) as r:
                 return dict(json.loads(r.read()))
         except urllib.error.HTTPError as exc:
             return dict(json.loads(exc.read()))

@@ -11,6 +11,7 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -52,9 +53,12 @@ def cluster_port() -> int:
 class ValkeyProcess(ServerProcess):
     """One valkey-server on 127.0.0.1."""
 
-    def __init__(self, port: int | None = None, *, cluster: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, *, cluster: bool = False, args: Sequence[str] = ()
+    ) -> None:
         self.port = port or (cluster_port() if cluster else free_port())
         self.cluster = cluster
+        self.args = list(args)  # more server options, after (and so over) the defaults
         super().__init__("presenced-valkey-")
 
     @property
@@ -73,6 +77,7 @@ class ValkeyProcess(ServerProcess):
         ]  # fmt: skip
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += self.args
         with open(self.dir / "valkey.log", "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready(timeout)

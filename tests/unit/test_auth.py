@@ -314,7 +314,22 @@ def test_missing_sub() -> None:
 
 
 @pytest.mark.parametrize(
-    "sub", ["", "has space", "tab\tbed", "line\n", "x" * 257, 42, ["a"], "lone\ud800", "\udc00"]
+    "sub",
+    [
+        "",
+        "has space",
+        "tab\tbed",
+        "line\n",
+        "x" * 257,
+        42,
+        ["a"],
+        "lone\ud800",
+        "\udc00",
+        "esc\x1b[31m",
+        "bell\x07",
+        "rlo\u202e",
+        "zw\u200bsp",
+    ],
 )
 def test_bad_sub(sub: object) -> None:
     message = auth_failure(verifier(), hs256(claims(sub=sub)))
@@ -331,6 +346,17 @@ def test_longest_sub_is_accepted() -> None:
 def test_bad_rooms_claim(rooms: object) -> None:
     message = auth_failure(verifier(), hs256(claims(rooms=rooms)))
     assert message.startswith("claim `rooms` must be a list of room patterns")
+
+
+@pytest.mark.parametrize("watch", [None, "team:*", [1], ["ok", ""], ["x" * 257]])
+def test_bad_watch_claim(watch: object) -> None:
+    message = auth_failure(verifier(), hs256(claims(watch=watch)))
+    assert message.startswith("claim `watch` must be a list of user patterns")
+
+
+def test_watch_claim_is_read_and_absent_means_none() -> None:
+    assert verifier().verify(hs256(claims(watch=["team:*"])), NOW).watch == ("team:*",)
+    assert verifier().verify(hs256(claims()), NOW).watch is None
 
 
 def test_bad_moderator_claim() -> None:

@@ -68,6 +68,24 @@ def test_config_shows_sources_and_hides_secrets(
     assert "away_after = 300.0  # from --away-after" in lines
 
 
+def test_config_shows_receivers_and_sinks_as_written(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRESENCED_WEBHOOKS", "http://a/h#events=member.* http://b/h")
+    monkeypatch.setenv("PRESENCED_WEBHOOK_SECRET", "0123456789abcdef")
+    monkeypatch.setenv("PRESENCED_KAFKA_SINKS", "kafka://k:9092?topic=t#events=user.*")
+    monkeypatch.setenv("PRESENCED_REDIS_STREAM_SINKS", "redis://:hunter2@r:6379/0?stream=s")
+    lines = config_lines(capsys)
+    assert (
+        'webhooks = ["http://a/h#events=member.*", "http://b/h"]  # from PRESENCED_WEBHOOKS'
+    ) in lines
+    assert (
+        'kafka_sinks = ["kafka://k:9092?topic=t#events=user.*"]  # from PRESENCED_KAFKA_SINKS'
+    ) in lines
+    assert 'redis_stream_sinks = "***"  # from PRESENCED_REDIS_STREAM_SINKS' in lines
+    assert "hunter2" not in "\n".join(lines)
+
+
 def test_config_reads_presenced_config_env(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -83,7 +101,7 @@ def test_config_error_exit_code_and_message(capsys: pytest.CaptureFixture[str]) 
     assert out == ""
     assert err == (
         "presenced: config error: port: 70000 is out of range; allowed: 0..65535 "
-        "(0 = any free port); set by --port\n"
+        "(0 = any free port; off = no client port: an admin API node); set by --port\n"
     )
 
 

@@ -174,6 +174,31 @@ def test_own_meta_reply_moves_the_version_and_the_meta() -> None:
     assert views.take_requests() == ["r"]  # 8 was missed
 
 
+def test_members_keep_the_join_time_of_their_join_or_snapshot() -> None:
+    views = MemberViews()
+    views.expect("r")
+    mine = Member(user=ME, status="online", devices=1, joined_at=100.5)
+    views.reply(RoomJoined(room="r", version=5, members=[mine], ref=1), ME)
+    assert listed(views).members[ME].joined_at == 100.5
+    bob = MemberJoined(
+        room="r", version=6, user="bob", status="online", devices=1, joined_at=200.25
+    )
+    views.receive(bob)
+    assert listed(views).members["bob"].joined_at == 200.25
+    # member.updated carries no join time: the member keeps its own...
+    views.receive(updated(7, "bob"))
+    assert (listed(views).members["bob"].status, listed(views).members["bob"].joined_at) == (
+        "busy",
+        200.25,
+    )
+    # ...and so does this user when its own meta moves.
+    views.reply(RoomMetaUpdated(room="r", version=8, meta={"seat": 1}, ref=2), ME)
+    assert listed(views).members[ME].joined_at == 100.5
+    # A join from a server that does not say: unknown.
+    views.receive(joined(9, "carol"))
+    assert listed(views).members["carol"].joined_at is None
+
+
 def test_summary_sets_the_count_and_the_next_member_event_resnapshots() -> None:
     views = seeded(5, ME, "bob")
     summary = RoomSummary(room="r", count=900, version=40)

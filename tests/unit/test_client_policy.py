@@ -20,6 +20,7 @@ from presenced.client.policy import (
     TypingThrottle,
     auth_failure_decision,
     delivered_receipt,
+    may_resume,
     reconnect_decision,
     retry_delay,
 )
@@ -151,6 +152,8 @@ def test_backoff_rejects_bad_settings(kwargs: dict[str, float], message: str) ->
         (4006, Decision.RECONNECT_BACKOFF),
         (4007, Decision.STOP),
         (4009, Decision.RECONNECT_BACKOFF),
+        (4010, Decision.RECONNECT_NOW),  # as a new session: see may_resume
+        (4011, Decision.RECONNECT_NOW),  # a fresh token, and resume
         # any other / abnormal: backoff
         (1006, Decision.RECONNECT_BACKOFF),
         (1001, Decision.RECONNECT_BACKOFF),
@@ -264,12 +267,34 @@ def test_fresh_session_without_a_status_set_sends_no_status() -> None:
     assert [j.room for j in plan.joins] == ["r"]
 
 
-def test_resumed_welcome_missing_a_room_or_user_re_sends_just_those() -> None:
+def test_resumed_welcome_missing_a_room_or_user_forgets_them() -> None:
+    """The server took the session out while it was away (a kick from the room, a deletion,
+    an unwatch by the backend): its lists stand, nothing is re-sent."""
     state = populated()
     plan = state.on_welcome(welcome(resumed=True, rooms=["doc:1"], subscriptions=["bob"]))
-    assert plan.joins == (RoomJoin(room="doc:2", since=Position(epoch=UNKNOWN_EPOCH, offset=0)),)
-    assert plan.subscribes == (PresenceSubscribe(users=["carol"]),)
-    assert plan.status is None
+    assert plan.empty
+    assert set(state.rooms) == {"doc:1"}
+    assert state.subscriptions == {"bob"}
+    assert "doc:2" not in state.streams.awaiting
+
+
+def test_resumed_welcome_adopts_users_the_backend_watched_meanwhile() -> None:
+    state = populated()
+    plan = state.on_welcome(
+        welcome(resumed=True, rooms=["doc:1", "doc:2"], subscriptions=["bob", "carol", "dave"])
+    )
+    assert plan.empty
+    assert state.subscriptions == {"bob", "carol", "dave"}
+
+
+def test_a_disconnect_makes_the_next_connect_a_fresh_session_restoring_the_rest() -> None:
+    state = populated()
+    assert not may_resume(CloseCode.DISCONNECTED) and may_resume(CloseCode.SLOW_CONSUMER)
+    state.session_ended()
+    assert state.resume_token is None and state.auth_positions() is None
+    plan = state.on_welcome(welcome(resumed=False))
+    assert [j.room for j in plan.joins] == ["doc:1", "doc:2"]
+    assert plan.subscribes == (PresenceSubscribe(users=["bob", "carol"]),)
 
 
 def test_resumed_welcome_adopts_rooms_the_server_restored() -> None:
@@ -361,11 +386,12 @@ def test_failed_resume_re_joins_with_since_and_awaits_the_answers() -> None:
     assert set(state.streams.awaiting) == {"a", "b", "quiet"}
 
 
-def test_resumed_welcome_missing_a_room_re_joins_it_with_since() -> None:
+def test_resumed_welcome_missing_a_room_forgets_its_position() -> None:
     state = chatting()
     plan = state.on_welcome(welcome(resumed=True, rooms=["a", "quiet"]))
-    assert plan.joins == (RoomJoin(room="b", since=pos("eb", 7)),)
-    assert set(state.streams.awaiting) == {"a", "b", "quiet"}
+    assert plan.joins == ()
+    assert set(state.streams.awaiting) == {"a", "quiet"}
+    assert "b" not in state.auth_positions()
 
 
 def test_a_left_room_is_neither_resumed_nor_re_joined_with_an_old_position() -> None:

@@ -69,6 +69,8 @@ from presenced.protocol.messages import (
     PresenceSubscribed,
     PresenceUnsubscribe,
     PresenceUnsubscribed,
+    Refresh,
+    Refreshed,
     RoomBatch,
     RoomCount,
     RoomCountReply,
@@ -81,6 +83,7 @@ from presenced.protocol.messages import (
     RoomMembersReply,
     RoomMeta,
     RoomMetaUpdated,
+    RoomRemoved,
     RoomSummary,
     ServerMessage,
     StatusSet,
@@ -137,6 +140,7 @@ CLIENT_FULL: list[Any] = [
     PresenceSubscribe(users=["bob", "carol"], ref="s1"),
     PresenceUnsubscribe(users=["carol"], ref="s2"),
     Logout(ref="bye"),
+    Refresh(token="eyJhbGciOiJIUzI1NiJ9.e30.sig", ref=9),
     MessageSend(
         room="lobby", body={"text": "hi @bob", "mentions": ["bob"]}, temp_id="tmp-1", ref="ms1"
     ),
@@ -163,6 +167,7 @@ CLIENT_MINIMAL: list[Any] = [
     PresenceSubscribe(users=["u"]),
     PresenceUnsubscribe(users=["u"]),
     Logout(),
+    Refresh(token="t"),
     MessageSend(room="r", body=""),
     MessageEdit(room="r", id="m", body={}),
     MessageDelete(room="r", id="m"),
@@ -175,7 +180,14 @@ CLIENT_MINIMAL: list[Any] = [
 ]
 
 _MEMBERS = [
-    Member(user="alice", status="online", devices=1, text="hi", meta={"seat": 4}),
+    Member(
+        user="alice",
+        status="online",
+        devices=1,
+        text="hi",
+        meta={"seat": 4},
+        joined_at=1_700_000_000.25,
+    ),
     Member(user="bob", status="busy", devices=2),
 ]
 _PRESENCE_FULL = Presence(
@@ -235,9 +247,11 @@ SERVER_FULL: list[Any] = [
         text="lunch",
         resume_error="grace expired",
         node="gw-1",
+        expires_at=1795438800.0,
         ref="a1",
     ),
     HeartbeatAck(time=1795435200.125, ref=17),
+    Refreshed(expires_at=1795438800.0, ref=9),
     RoomJoined(room="lobby", version=42, members=_MEMBERS, ref="j1"),
     RoomLeft(room="lobby", ref="l1"),
     RoomMembersReply(room="lobby", version=43, members=_MEMBERS, ref=8),
@@ -251,7 +265,14 @@ SERVER_FULL: list[Any] = [
     ),
     PresenceUnsubscribed(users=["carol"], ref="s2"),
     MemberJoined(
-        room="lobby", version=45, user="dave", status="online", devices=1, text="t", meta={"a": 1}
+        room="lobby",
+        version=45,
+        user="dave",
+        status="online",
+        devices=1,
+        text="t",
+        meta={"a": 1},
+        joined_at=1_700_000_000.25,
     ),
     MemberLeft(room="lobby", version=46, user="dave", reason="grace_expired"),
     MemberUpdated(
@@ -266,6 +287,7 @@ SERVER_FULL: list[Any] = [
     ),
     RoomSummary(room="stadium", count=18250, version=40211),
     RoomDeleted(room="lobby", version=57, reason="closed by the host"),
+    RoomRemoved(room="lobby", reason="kicked", message="spamming"),
     DeviceDropped(room="lobby", user="bob", device="phone-2", grace=30.0),
     DeviceBack(room="lobby", user="bob", device="phone-2"),
     DeviceGone(room="lobby", user="bob", device="phone-2", reason="grace_expired"),
@@ -312,6 +334,7 @@ SERVER_MINIMAL: list[Any] = [
         status="online",
     ),
     HeartbeatAck(time=0.0),
+    Refreshed(),
     RoomJoined(room="r", version=0, members=[]),
     RoomLeft(room="r"),
     RoomMembersReply(room="r", version=0, members=[]),
@@ -327,6 +350,7 @@ SERVER_MINIMAL: list[Any] = [
     RoomBatch(room="r", events=[]),
     RoomSummary(room="r", count=0, version=0),
     RoomDeleted(room="r", version=1),
+    RoomRemoved(room="r", reason="kicked"),
     DeviceDropped(room="r", user="u", device="d", grace=1.5),
     DeviceBack(room="r", user="u", device="d"),
     DeviceGone(room="r", user="u", device="d", reason="node_lost"),
@@ -780,6 +804,7 @@ def test_every_client_message_has_the_required_fields_the_doc_lists() -> None:
         "presence.subscribe": ["users"],
         "presence.unsubscribe": ["users"],
         "logout": [],
+        "refresh": ["token"],
         "message.send": ["room", "body"],
         "message.edit": ["room", "id", "body"],
         "message.delete": ["room", "id"],
@@ -854,6 +879,7 @@ _USERS_WRONG: list[tuple[Any, str]] = [
 # (tag, field) -> [(wrong value, the field the error must name)]
 WRONG_TYPES: dict[tuple[str, str], list[tuple[Any, str]]] = {
     ("auth", "device"): [(v, "device") for v in _NAME_WRONG],
+    ("refresh", "token"): [(v, "token") for v in [5, True, None, [], {}]],
     ("auth", "token"): [(v, "token") for v in _OPT_STR_WRONG],
     ("auth", "user"): [(v, "user") for v in _OPT_STR_WRONG],
     ("auth", "device_info"): [(v, "device_info") for v in _OPT_OBJ_WRONG],
@@ -946,6 +972,19 @@ OUT_OF_RANGE: list[tuple[str, dict[str, Any], str]] = [
     ("room-tab", {"type": "room.leave", "room": "a\tb"}, "room"),
     ("room-nbsp", {"type": "room.members", "room": "a\u00a0b"}, "room"),
     ("room-only-space", {"type": "room.count", "room": "   "}, "room"),
+    # Control and invisible format characters (log and UI forgery): protocol.fields.ID_EXCLUDED
+    ("room-esc", {"type": "room.join", "room": "a\x1b[31mred"}, "room"),
+    ("room-bel", {"type": "room.join", "room": "a\x07"}, "room"),
+    ("room-nul", {"type": "room.join", "room": "a\x00b"}, "room"),
+    ("room-del", {"type": "room.join", "room": "a\x7fb"}, "room"),
+    ("room-c1", {"type": "room.join", "room": "a\x9bb"}, "room"),
+    ("room-rlo", {"type": "room.join", "room": "evil\u202etxt.exe"}, "room"),
+    ("room-isolate", {"type": "room.join", "room": "a\u2067b"}, "room"),
+    ("room-zero-width", {"type": "room.join", "room": "ad\u200bmin"}, "room"),
+    ("room-bom", {"type": "room.join", "room": "\ufeffroom"}, "room"),
+    ("user-lrm", {"type": "presence.subscribe", "users": ["bob\u200e"]}, "users[0]"),
+    ("device-esc", {"type": "auth", "device": "d\x1b]0;x\x07"}, "device"),
+    ("auth-user-esc", {"type": "auth", "device": "d", "user": "alice\x1b[2J"}, "user"),
     ("room-257", {"type": "room.join", "room": "x" * 257}, "room"),
     ("room-257-multibyte", {"type": "room.meta", "room": "é" * 257, "meta": {}}, "room"),
     ("empty-device", {"type": "auth", "device": ""}, "device"),
@@ -1134,6 +1173,8 @@ def test_convert_auth_from_query_strings() -> None:
         ({"device": "my phone", "token": "jwt"}, "device"),
         ({"device": "d", "protocol": "one"}, "protocol"),
         ({"device": "d", "user": "a b"}, "user"),
+        ({"device": "d", "user": "alice\x1b[0m"}, "user"),
+        ({"device": "d\u202e", "user": "alice"}, "device"),
     ],
 )
 def test_convert_auth_names_the_bad_parameter(fields: dict[str, Any], expected: str) -> None:
@@ -1145,6 +1186,13 @@ def test_convert_auth_names_the_bad_parameter(fields: dict[str, Any], expected: 
 
 
 # --- properties ----------------------------------------------------------------------------
+
+
+def test_ids_may_hold_any_other_character() -> None:
+    # Not ASCII only: letters, emoji, and the joiners and variation selectors inside them.
+    for room in ("café", "日本語", "👩\u200d💻", "a\ufe0fb", "a.b:c/d#e"):
+        msg = decode_client(msgspec.json.encode({"type": "room.join", "room": room}))
+        assert isinstance(msg, RoomJoin) and msg.room == room
 
 
 def _check_decode(data: bytes) -> None:

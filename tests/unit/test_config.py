@@ -20,6 +20,8 @@ from presenced.config import (
 )
 from presenced.errors import ConfigError
 
+PORT_NOTE = "(0 = any free port; off = no client port: an admin API node)"
+
 
 @pytest.fixture(scope="module")
 def public_pem() -> str:
@@ -91,6 +93,22 @@ def test_replace_returns_a_validated_copy() -> None:
         s.replace(prot=1)
     assert err.value.key == "prot"
     assert "did you mean 'port'?" in err.value.message
+
+
+def test_a_node_without_a_client_port_needs_a_store_and_an_admin_port() -> None:
+    shared = Settings().replace(redis="redis://127.0.0.1:6379")
+    assert shared.replace(port="off").port is None  # an admin-only node
+    cases = {
+        "port": ({"port": "off"}, "needs shared state"),  # on the memory store: nothing to see
+        "workers": ({"redis": "redis://x", "port": "off", "workers": 2}, "runs as 1 worker"),
+    }
+    for key, (values, words) in cases.items():
+        with pytest.raises(ConfigError) as err:
+            Settings().replace(**values)
+        assert (err.value.key, words in err.value.message) == (key, True), err.value.message
+    with pytest.raises(ConfigError) as err:
+        shared.replace(port="off", admin_port="off")
+    assert err.value.key == "port" and "nothing to serve" in err.value.message
 
 
 # --- sources and precedence ----------------------------------------------------------------
@@ -183,7 +201,7 @@ def test_unknown_toml_key(tmp_path: Path) -> None:
     assert "unknown setting 'heartbeat_intervall'" in message
     assert str(path) in message
     assert "did you mean 'heartbeat_interval'?" in message
-    assert "known settings: host, port, workers, node_id," in message
+    assert "known settings: host, port, admin_host, admin_port, api_keys, workers," in message
     assert "log_level" in message
 
 
@@ -223,7 +241,7 @@ def test_parse_errors_name_their_source(tmp_path: Path, source: str, expected: s
             load_settings(env={}, config_file=path)
     assert err.value.key == "port"
     assert err.value.message == (
-        expected.format(path=path) + "; allowed: 0..65535 (0 = any free port)"
+        expected.format(path=path) + "; allowed: 0..65535 " + PORT_NOTE + ""
     )
 
 
@@ -231,7 +249,7 @@ def test_range_errors_name_where_the_value_was_set() -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(env={"PRESENCED_PORT": "70000"})
     assert err.value.message == (
-        "70000 is out of range; allowed: 0..65535 (0 = any free port); set by PRESENCED_PORT"
+        "70000 is out of range; allowed: 0..65535 " + PORT_NOTE + "; set by PRESENCED_PORT"
     )
     assert str(err.value).startswith("config port: 70000 is out of range")
 
@@ -242,9 +260,21 @@ def test_range_errors_name_where_the_value_was_set() -> None:
 @pytest.mark.parametrize(
     ("changes", "key", "message"),
     [
-        ({"port": 65536}, "port", "65536 is out of range; allowed: 0..65535 (0 = any free port)"),
-        ({"port": -1}, "port", "-1 is out of range; allowed: 0..65535 (0 = any free port)"),
-        ({"port": True}, "port", "True is not an integer; allowed: 0..65535 (0 = any free port)"),
+        (
+            {"port": 65536},
+            "port",
+            "65536 is out of range; allowed: 0..65535 " + PORT_NOTE,
+        ),
+        (
+            {"port": -1},
+            "port",
+            "-1 is out of range; allowed: 0..65535 " + PORT_NOTE,
+        ),
+        (
+            {"port": True},
+            "port",
+            "True is not an integer; allowed: 0..65535 " + PORT_NOTE,
+        ),
         ({"host": ""}, "host", "'' is not allowed; allowed: a non-empty string"),
         (
             {"node_id": " "},
@@ -545,3 +575,65 @@ def test_public_key_with_escaped_newlines_from_env(public_pem: str) -> None:
     one_line = public_pem.replace("\n", "\\n")
     s = load_settings(env={"PRESENCED_JWT_PUBLIC_KEY": one_line})
     assert s.jwt_public_key == public_pem
+
+
+# --- the admin port and its API keys -------------------------------------------------------
+
+
+def test_api_keys_parse_with_scopes_and_hide_their_secrets(tmp_path: Path) -> None:
+    settings = Settings(
+        api_keys="read:aaaaaaaaaaaaaaaa, publish+read:bbbbbbbbbbbbbbbb admin:c" + "c" * 15
+    )
+    keys = settings.api_keys
+    assert keys is not None and [sorted(k.scopes) for k in keys] == [
+        ["read"],
+        ["publish", "read"],
+        ["admin"],
+    ]
+    assert keys[0].allows("read") and not keys[0].allows("publish")
+    assert keys[1].allows("read") and keys[1].allows("publish") and not keys[1].allows("admin")
+    assert all(keys[2].allows(s) for s in ("read", "publish", "admin"))
+    assert "aaaa" not in repr(keys) and "<hidden>" in repr(keys)
+    path = tmp_path / "keys"
+    path.write_text(
+        "# rotation: old and new\nadmin:old-secret-0123456789\nadmin:new-secret-0123456789\n"
+    )
+    from_file = Settings(api_keys=f"@{path}").api_keys
+    assert from_file is not None and [k.secret for k in from_file] == [
+        "old-secret-0123456789",
+        "new-secret-0123456789",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("adminadminadminadmin", "no 'SCOPES:'"),
+        ("root:aaaaaaaaaaaaaaaa", "unknown scope 'root'"),
+        ("admin:short", "fewer than 16"),
+        ("@/no/such/file", "cannot read"),
+    ],
+)
+def test_bad_api_keys_name_the_setting_and_the_rule(value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings(api_keys=value)
+    assert err.value.key == "api_keys" and says in err.value.message
+    assert "SCOPES:SECRET" in err.value.message
+
+
+def test_admin_port_off_loopback_needs_a_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings(admin_host="0.0.0.0")
+    assert err.value.key == "api_keys" and "127.0.0.1" in err.value.message
+    assert Settings(admin_host="0.0.0.0", api_keys="admin:" + "k" * 16).admin_host == "0.0.0.0"
+    assert Settings(admin_host="0.0.0.0", admin_port="off").admin_port is None
+    assert Settings(admin_host="::1").admin_host == "::1"
+
+
+def test_a_jwks_url_is_a_key_source_of_its_own() -> None:
+    s = Settings().replace(jwt_jwks_url="https://idp.example/.well-known/jwks.json")
+    assert s.effective_auth_mode == "jwt" and s.effective_jwt_algorithms == ("RS256", "ES256")
+    assert s.replace(jwt_algorithms="RS256").effective_jwt_algorithms == ("RS256",)
+    with pytest.raises(ConfigError) as err:
+        Settings().replace(jwt_jwks_url="ftp://idp.example/jwks")
+    assert err.value.key == "jwt_jwks_url" and "http(s) URL" in err.value.message

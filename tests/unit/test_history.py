@@ -77,6 +77,32 @@ def test_old_events_expire_and_take_their_temp_ids_with_them() -> None:
     assert not book.since(R, "E1", 0, 11.0, "E?").recovered
 
 
+def test_housekeeping_trims_untouched_rooms_and_forgets_empty_streams() -> None:
+    book = HistoryBook(size=10, ttl=5)
+    quiet, busy = RoomId("quiet"), RoomId("busy")
+    book.append(quiet, ALICE, "d", "t1", "old", 0.0, "m0", "E1")
+    book.append(busy, ALICE, "d", None, "old", 0.0, "m1", "E2")
+    assert book.expire(4.0) == 0  # nothing is past the ttl yet
+    book.append(busy, BOB, "d", None, "new", 4.0, "m2", "E2")
+    # At 6 s the quiet room's message is past its age: trimmed, its temp id with it, and the
+    # stream (nothing left, nothing written for the ttl) forgotten; the busy one keeps its
+    # newest message and its epoch.
+    assert book.expire(6.0) == 1
+    assert book.log(quiet) is None
+    assert [m.body for m in book.last_messages(busy, 10, None, 6.0)] == ["new"]
+    assert book.position(busy, "E?") == ("E2", 2)
+    assert book.expire(20.0) == 1 and book.log(busy) is None
+    # A room used again later starts a new stream; an old position does not recover into it.
+    assert book.position(quiet, "E3") == ("E3", 0)
+    assert not book.since(quiet, "E1", 1, 21.0, "E?").recovered
+
+
+def test_housekeeping_without_an_age_limit_keeps_everything() -> None:
+    book = HistoryBook(size=10, ttl=float("inf"))
+    send(book, ALICE, "kept", 0.0)
+    assert book.expire(1e9) == 0 and book.log(R) is not None
+
+
 def test_history_limit_and_before() -> None:
     book = HistoryBook(size=10, ttl=100)
     for i in range(6):

@@ -115,7 +115,9 @@ class NoGhosts(RuleBasedStateMachine):
         active = self._sessions(SessionState.ACTIVE)
         session = active[pick % len(active)]
         session.rooms[room] = RoomOptions()
-        self._record(self.roster.add(room, session.user, session.id, None, False))
+        self._record(
+            self.roster.add(room, session.user, session.id, None, False, self.clock.wall())
+        )
         if self.registry.activity(session.id, self.clock.now):
             self._status_changed(session)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from presenced.store.redis.keys import Keys
+from presenced.store.redis.keys import Keys, glob_escape
 
 __all__: list[str] = []
 
@@ -99,6 +100,29 @@ def test_braces_are_escaped_and_the_id_comes_back(ident: str) -> None:
         assert "{" not in inner and "}" not in inner
         assert unescape(inner) == ident
         assert slot(key) == key_slot(tag.encode())  # the whole tag, not a piece of the id
+
+
+@given(ident=IDS, prefix=st.sampled_from(["pd", "p*d", "a:{b}"]))
+def test_scanned_keys_give_their_id_back(ident: str, prefix: str) -> None:
+    keys = Keys(prefix=prefix)
+    assert keys.parse_room_members(keys.room_members(ident)) == ident
+    assert keys.parse_user_statuses(keys.user_statuses(ident)) == ident
+
+
+def test_a_key_of_another_kind_is_no_id() -> None:
+    for key in ("pd:{r:x}:state", "other:{r:x}:members", "pd:{r:"):
+        with pytest.raises(ValueError, match="not a key of the form"):
+            KEYS.parse_room_members(key)
+
+
+def test_scan_patterns_escape_glob_characters() -> None:
+    assert glob_escape("a*b?c[d]e\\f") == "a\\*b\\?c\\[d\\]e\\\\f"
+    assert KEYS.match_room_members() == "pd:{r:*}:members"
+    assert KEYS.match_user_statuses() == "pd:{u:*}:status"
+    assert KEYS.match_sessions() == "pd:{s:*}"
+    # The id prefix is tagged as the ids are, then escaped: it matches only itself.
+    assert KEYS.match_room_members("a{*") == "pd:{r:a%7B\\**}:members"
+    assert Keys(prefix="p?").match_room_members() == "p\\?:{r:*}:members"
 
 
 @given(a=IDS, b=IDS)

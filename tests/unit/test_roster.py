@@ -17,6 +17,7 @@ __all__: list[str] = []
 ROOM, OTHER = RoomId("lobby"), RoomId("other")
 ALICE, BOB = UserId("alice"), UserId("bob")
 S1, S2, S3 = SessionId("s1"), SessionId("s2"), SessionId("s3")
+WALL = 1_700_000_000.5  # the callers' wall clock, unless a test says otherwise
 
 
 class VersionWatch:
@@ -41,10 +42,10 @@ class VersionWatch:
 def test_first_second_and_last_device() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    c = watch.check(roster.add(ROOM, ALICE, S1, {"role": "host"}, False))
+    c = watch.check(roster.add(ROOM, ALICE, S1, {"role": "host"}, False, WALL))
     assert (c.kind, c.user, c.devices, c.meta) == (ChangeKind.JOINED, ALICE, 1, {"role": "host"})
     assert c.version == 1
-    c = watch.check(roster.add(ROOM, ALICE, S2, None, False))
+    c = watch.check(roster.add(ROOM, ALICE, S2, None, False, WALL))
     assert (c.kind, c.devices, c.meta) == (ChangeKind.UPDATED, 2, {"role": "host"})
     assert roster.sessions_in(ROOM, ALICE) == [S1, S2]
     assert roster.count(ROOM) == 1  # one member, two devices
@@ -61,8 +62,8 @@ def test_first_second_and_last_device() -> None:
 def test_same_session_added_twice_is_none() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, ALICE, S1, None, False))
-    c = watch.check(roster.add(ROOM, ALICE, S1, None, False))
+    watch.check(roster.add(ROOM, ALICE, S1, None, False, WALL))
+    c = watch.check(roster.add(ROOM, ALICE, S1, None, False, WALL))
     assert c.kind is ChangeKind.NONE
     assert c.devices == 1
 
@@ -71,7 +72,7 @@ def test_remove_of_unknown_is_none() -> None:
     roster = Roster()
     assert roster.remove(ROOM, ALICE, S1) == RoomChange(ROOM, ALICE, ChangeKind.NONE, 0)
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, ALICE, S1, None, False))
+    watch.check(roster.add(ROOM, ALICE, S1, None, False, WALL))
     watch.check(roster.remove(ROOM, BOB, S1))  # not a member
     watch.check(roster.remove(ROOM, ALICE, S2))  # not this session
     assert roster.remove(ROOM, BOB, S1).kind is ChangeKind.NONE
@@ -81,8 +82,8 @@ def test_remove_of_unknown_is_none() -> None:
 def test_two_users() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    assert watch.check(roster.add(ROOM, ALICE, S1, None, False)).kind is ChangeKind.JOINED
-    assert watch.check(roster.add(ROOM, BOB, S2, None, False)).kind is ChangeKind.JOINED
+    assert watch.check(roster.add(ROOM, ALICE, S1, None, False, WALL)).kind is ChangeKind.JOINED
+    assert watch.check(roster.add(ROOM, BOB, S2, None, False, WALL)).kind is ChangeKind.JOINED
     assert roster.members_of(ROOM) == {ALICE, BOB}
     assert roster.count(ROOM) == 2
     assert watch.check(roster.remove(ROOM, ALICE, S1)).kind is ChangeKind.LEFT
@@ -92,8 +93,8 @@ def test_two_users() -> None:
 
 def test_rooms_are_independent() -> None:
     roster = Roster()
-    roster.add(ROOM, ALICE, S1, None, False)
-    c = roster.add(OTHER, ALICE, S1, None, False)
+    roster.add(ROOM, ALICE, S1, None, False, WALL)
+    c = roster.add(OTHER, ALICE, S1, None, False, WALL)
     assert (c.kind, c.version) == (ChangeKind.JOINED, 1)
     assert roster.remove(ROOM, ALICE, S1).kind is ChangeKind.LEFT
     assert roster.is_member(OTHER, ALICE)
@@ -102,8 +103,8 @@ def test_rooms_are_independent() -> None:
 
 def test_empty_room_disappears() -> None:
     roster = Roster()
-    roster.add(ROOM, ALICE, S1, None, False)
-    roster.add(ROOM, ALICE, S2, None, False)
+    roster.add(ROOM, ALICE, S1, None, False, WALL)
+    roster.add(ROOM, ALICE, S2, None, False, WALL)
     roster.remove(ROOM, ALICE, S1)
     assert roster.rooms() == [ROOM]
     roster.remove(ROOM, ALICE, S2)
@@ -118,7 +119,7 @@ def test_empty_room_disappears() -> None:
 
 def test_room_with_only_hidden_members_disappears_when_they_go() -> None:
     roster = Roster()
-    roster.add(ROOM, ALICE, S1, None, True)
+    roster.add(ROOM, ALICE, S1, None, True, WALL)
     assert roster.rooms() == [ROOM]
     assert roster.remove(ROOM, ALICE, S1).kind is ChangeKind.NONE
     assert roster.rooms() == []
@@ -130,28 +131,28 @@ def test_room_with_only_hidden_members_disappears_when_they_go() -> None:
 def test_meta_updates() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, ALICE, S1, {"a": 1}, False))
+    watch.check(roster.add(ROOM, ALICE, S1, {"a": 1}, False, WALL))
     # Same meta: nothing to tell.
     assert watch.check(roster.set_meta(ROOM, ALICE, {"a": 1})).kind is ChangeKind.NONE
     c = watch.check(roster.set_meta(ROOM, ALICE, {"a": 2}))
     assert (c.kind, c.meta, c.devices) == (ChangeKind.UPDATED, {"a": 2}, 1)
     # Re-adding the same session with new meta replaces it.
-    c = watch.check(roster.add(ROOM, ALICE, S1, {"a": 3}, False))
+    c = watch.check(roster.add(ROOM, ALICE, S1, {"a": 3}, False, WALL))
     assert (c.kind, c.meta) == (ChangeKind.UPDATED, {"a": 3})
     # Re-adding with meta None keeps the meta and changes nothing.
-    c = watch.check(roster.add(ROOM, ALICE, S1, None, False))
+    c = watch.check(roster.add(ROOM, ALICE, S1, None, False, WALL))
     assert (c.kind, c.meta) == (ChangeKind.NONE, {"a": 3})
     # A second device with meta replaces the user's meta too.
-    c = watch.check(roster.add(ROOM, ALICE, S2, {"a": 4}, False))
+    c = watch.check(roster.add(ROOM, ALICE, S2, {"a": 4}, False, WALL))
     assert (c.kind, c.meta, c.devices) == (ChangeKind.UPDATED, {"a": 4}, 2)
-    assert roster.snapshot(ROOM).members == [MemberEntry(ALICE, 2, {"a": 4})]
+    assert roster.snapshot(ROOM).members == [MemberEntry(ALICE, 2, {"a": 4}, WALL)]
 
 
 def test_set_meta_and_touch_of_non_members_are_none() -> None:
     roster = Roster()
     assert roster.set_meta(ROOM, ALICE, {"a": 1}).kind is ChangeKind.NONE
     assert roster.touch(ROOM, ALICE).kind is ChangeKind.NONE
-    roster.add(ROOM, BOB, S1, None, False)
+    roster.add(ROOM, BOB, S1, None, False, WALL)
     assert roster.set_meta(ROOM, ALICE, {"a": 1}) == RoomChange(ROOM, ALICE, ChangeKind.NONE, 1)
     assert roster.touch(ROOM, ALICE) == RoomChange(ROOM, ALICE, ChangeKind.NONE, 1)
 
@@ -159,7 +160,7 @@ def test_set_meta_and_touch_of_non_members_are_none() -> None:
 def test_touch_is_updated() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, ALICE, S1, {"x": 1}, False))
+    watch.check(roster.add(ROOM, ALICE, S1, {"x": 1}, False, WALL))
     c = watch.check(roster.touch(ROOM, ALICE))
     assert (c.kind, c.devices, c.meta) == (ChangeKind.UPDATED, 1, {"x": 1})
     c = watch.check(roster.touch(ROOM, ALICE))
@@ -172,10 +173,10 @@ def test_touch_is_updated() -> None:
 def test_hidden_member_add_and_remove_are_none() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, BOB, S3, None, False))
-    c = watch.check(roster.add(ROOM, ALICE, S1, {"m": 1}, True))
+    watch.check(roster.add(ROOM, BOB, S3, None, False, WALL))
+    c = watch.check(roster.add(ROOM, ALICE, S1, {"m": 1}, True, WALL))
     assert c.kind is ChangeKind.NONE
-    c = watch.check(roster.add(ROOM, ALICE, S2, None, True))  # second device, still hidden
+    c = watch.check(roster.add(ROOM, ALICE, S2, None, True, WALL))  # second device, still hidden
     assert c.kind is ChangeKind.NONE
     assert watch.check(roster.set_meta(ROOM, ALICE, {"m": 2})).kind is ChangeKind.NONE
     assert watch.check(roster.touch(ROOM, ALICE)).kind is ChangeKind.NONE
@@ -193,8 +194,8 @@ def test_hidden_member_add_and_remove_are_none() -> None:
 def test_set_hidden_is_left_then_joined() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, ALICE, S1, {"m": 1}, False))
-    watch.check(roster.add(ROOM, ALICE, S2, None, False))
+    watch.check(roster.add(ROOM, ALICE, S1, {"m": 1}, False, WALL))
+    watch.check(roster.add(ROOM, ALICE, S2, None, False, WALL))
     assert roster.count(ROOM) == 1
     c = watch.check(roster.set_hidden(ROOM, ALICE, True))
     assert c.kind is ChangeKind.LEFT
@@ -211,7 +212,7 @@ def test_set_hidden_is_left_then_joined() -> None:
 def test_hidden_from_the_start_then_revealed() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, ALICE, S1, None, True))
+    watch.check(roster.add(ROOM, ALICE, S1, None, True, WALL))
     c = watch.check(roster.set_hidden(ROOM, ALICE, False))
     assert (c.kind, c.devices) == (ChangeKind.JOINED, 1)
     assert watch.check(roster.remove(ROOM, ALICE, S1)).kind is ChangeKind.LEFT
@@ -220,8 +221,8 @@ def test_hidden_from_the_start_then_revealed() -> None:
 def test_hidden_then_last_session_leaves_is_none() -> None:
     roster = Roster()
     watch = VersionWatch(roster, ROOM)
-    watch.check(roster.add(ROOM, BOB, S3, None, False))
-    watch.check(roster.add(ROOM, ALICE, S1, None, False))
+    watch.check(roster.add(ROOM, BOB, S3, None, False, WALL))
+    watch.check(roster.add(ROOM, ALICE, S1, None, False, WALL))
     assert watch.check(roster.set_hidden(ROOM, ALICE, True)).kind is ChangeKind.LEFT
     # Others already saw her leave: closing her session tells them nothing new.
     assert watch.check(roster.remove(ROOM, ALICE, S1)).kind is ChangeKind.NONE
@@ -231,15 +232,15 @@ def test_hidden_then_last_session_leaves_is_none() -> None:
 def test_set_hidden_of_a_non_member_is_none() -> None:
     roster = Roster()
     assert roster.set_hidden(ROOM, ALICE, True).kind is ChangeKind.NONE
-    roster.add(ROOM, BOB, S1, None, False)
+    roster.add(ROOM, BOB, S1, None, False, WALL)
     assert roster.set_hidden(ROOM, ALICE, True) == RoomChange(ROOM, ALICE, ChangeKind.NONE, 1)
 
 
 def test_hidden_flag_of_later_devices_is_ignored() -> None:
     # Hiding is per user in a room (set_hidden), not per device: a later add keeps it as is.
     roster = Roster()
-    roster.add(ROOM, ALICE, S1, None, False)
-    roster.add(ROOM, ALICE, S2, None, True)
+    roster.add(ROOM, ALICE, S1, None, False, WALL)
+    roster.add(ROOM, ALICE, S2, None, True, WALL)
     assert roster.members_of(ROOM) == {ALICE}
     assert roster.count(ROOM) == 1
 
@@ -249,14 +250,17 @@ def test_hidden_flag_of_later_devices_is_ignored() -> None:
 
 def test_snapshot_lists_visible_members_with_devices_and_meta() -> None:
     roster = Roster()
-    roster.add(ROOM, ALICE, S1, {"r": "a"}, False)
-    roster.add(ROOM, ALICE, S2, None, False)
-    roster.add(ROOM, BOB, S3, None, False)
-    roster.add(ROOM, UserId("carol"), SessionId("s4"), None, True)
+    roster.add(ROOM, ALICE, S1, {"r": "a"}, False, WALL)
+    roster.add(ROOM, ALICE, S2, None, False, WALL)
+    roster.add(ROOM, BOB, S3, None, False, WALL)
+    roster.add(ROOM, UserId("carol"), SessionId("s4"), None, True, WALL)
     snap = roster.snapshot(ROOM)
     assert snap.room == ROOM
     assert snap.version == roster.version(ROOM) == 3
-    assert snap.members == [MemberEntry(ALICE, 2, {"r": "a"}), MemberEntry(BOB, 1, None)]
+    assert snap.members == [
+        MemberEntry(ALICE, 2, {"r": "a"}, WALL),
+        MemberEntry(BOB, 1, None, WALL),
+    ]
     assert roster.count(ROOM) == len(snap.members) == 2
 
 
@@ -264,7 +268,7 @@ def test_snapshot_lists_visible_members_with_devices_and_meta() -> None:
 def test_count_tracks_visible_members(n: int) -> None:
     roster = Roster()
     for i in range(n):
-        roster.add(ROOM, UserId(f"u{i}"), SessionId(f"s{i}"), None, hidden=i % 3 == 0)
+        roster.add(ROOM, UserId(f"u{i}"), SessionId(f"s{i}"), None, hidden=i % 3 == 0, wall=WALL)
     visible = sum(1 for i in range(n) if i % 3 != 0)
     assert roster.count(ROOM) == visible == len(roster.snapshot(ROOM).members)
     for i in range(0, n, 2):
@@ -280,8 +284,9 @@ def test_versions_strictly_increase_over_a_long_run() -> None:
     for i in range(50):
         user = UserId(f"u{i % 4}")
         # One operation at a time: each change is checked against the state it left.
-        changes = [watch.check(roster.add(ROOM, user, SessionId(f"a{i}"), None, False))]
-        changes.append(watch.check(roster.add(ROOM, user, SessionId(f"b{i}"), {"i": i}, False)))
+        changes = [watch.check(roster.add(ROOM, user, SessionId(f"a{i}"), None, False, WALL))]
+        second = roster.add(ROOM, user, SessionId(f"b{i}"), {"i": i}, False, WALL)
+        changes.append(watch.check(second))
         changes.append(watch.check(roster.set_hidden(ROOM, user, i % 2 == 0)))
         changes.append(watch.check(roster.remove(ROOM, user, SessionId(f"a{i}"))))
         seen.extend(c.version for c in changes if c.kind is not ChangeKind.NONE)

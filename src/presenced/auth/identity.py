@@ -26,6 +26,8 @@ class Identity:
       means none.
     - ``expires_at``: the token's ``exp`` as wall-clock seconds, ``None`` if it has none.
     - ``moderator``: the token's ``moderator`` claim.
+    - ``watch``: user-id patterns (the rooms' syntax) whose presence the user may watch;
+      ``None`` (no claim) leaves it to the ``watch_without_claim`` setting.
     - ``claims``: every claim of the token, read-only, for the app's own use (empty in
       development mode). Not part of equality's hash, so an ``Identity`` stays hashable.
     """
@@ -35,3 +37,4 @@ class Identity:
     expires_at: float | None
     moderator: bool
     claims: Mapping[str, object] = field(hash=False)
+    watch: tuple[str, ...] | None = None

@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -41,8 +41,12 @@ from jwt.algorithms import HMACAlgorithm
 from jwt.types import Options
 
 from presenced.auth.identity import Identity
+
+if TYPE_CHECKING:
+    from presenced.auth.jwks import JwksKeys
 from presenced.errors import AuthError, ConfigError
 from presenced.protocol.codes import ErrorCode
+from presenced.protocol.fields import ID_EXCLUDED
 from presenced.typing import UserId
 
 __all__ = ["SUPPORTED_ALGORITHMS", "TokenVerifier", "insecure_identity"]
@@ -63,24 +67,28 @@ SUPPORTED_ALGORITHMS: Final[tuple[str, ...]] = (*_HMAC_MIN_BYTES, *_RSA_ALGORITH
 _MAX_TOKEN_CHARS: Final = 16 * 1024
 _MAX_ROOM_PATTERNS: Final = 1000
 _MAX_NAME_CHARS: Final = 256
-# Same rule as protocol.messages.Name: 1-256 characters, none of them white space, and no
-# lone UTF-16 surrogate (a JSON decoder accepts "\ud800"; no UTF-8 encoder writes it back, so
-# a session holding one could not be saved).
-_NAME_RE: Final = re.compile(rf"[^\s\ud800-\udfff]{{1,{_MAX_NAME_CHARS}}}")
+# Same rule as protocol.fields.Name: 1-256 characters, none of them white space, a control
+# or format character, or a lone UTF-16 surrogate (a JSON decoder accepts "\ud800"; no UTF-8
+# encoder writes it back, so a session holding one could not be saved).
+_NAME_RE: Final = re.compile(rf"[^{ID_EXCLUDED}]{{1,{_MAX_NAME_CHARS}}}")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 _PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 _Key = bytes | _PublicKey
 
 
-def _fail(message: str) -> AuthError:
-    return AuthError(ErrorCode.AUTH_FAILED, message, fatal=True)
+def _fail(message: str, reason: str = "claims") -> AuthError:
+    """A refused token; ``reason`` is the metrics' and logs' word for why: ``malformed``,
+    ``algorithm``, ``signature``, ``audience``, ``issuer``, ``expired``, ``not_yet_valid``,
+    ``key`` or ``claims`` (a claim missing or of the wrong shape)."""
+    return AuthError(ErrorCode.AUTH_FAILED, message, fatal=True, reason=reason)
 
 
 def _check_user_id(value: object, what: str) -> UserId:
     if not isinstance(value, str) or _NAME_RE.fullmatch(value) is None:
         raise _fail(
-            f"{what} must be a string of 1-{_MAX_NAME_CHARS} characters without white space"
+            f"{what} must be a string of 1-{_MAX_NAME_CHARS} characters without white space, "
+            "control or format characters"
         )
     return UserId(value)
 
@@ -114,7 +122,7 @@ class TokenVerifier:
     ``jwt_algorithms`` or ``jwt_leeway``) when the parameters cannot work together.
     """
 
-    __slots__ = ("_audience", "_issuer", "_leeway", "_options", "_routes", "algorithms")
+    __slots__ = ("_audience", "_issuer", "_leeway", "_options", "_routes", "algorithms", "jwks")
 
     def __init__(
         self,
@@ -125,28 +133,39 @@ class TokenVerifier:
         audience: str | None,
         issuer: str | None,
         leeway: float,
+        jwks: JwksKeys | None = None,
     ) -> None:
-        if secret is None and public_key is None:
+        if secret is None and public_key is None and jwks is None:
             raise ConfigError(
-                "jwt_secret", "no key: set jwt_secret (HS256) or jwt_public_key (RS256/ES256)"
+                "jwt_secret",
+                "no key: set jwt_secret (HS256), jwt_public_key (RS256/ES256) or jwt_jwks_url",
             )
+        self.jwks = jwks
+        """Keys by ``kid`` from a JWKS URL: RS*/ES* tokens with a ``kid`` are checked
+        against them (the caller awaits ``jwks.ensure(kid)`` before :meth:`verify`)."""
         if not (math.isfinite(leeway) and leeway >= 0):
             raise ConfigError("jwt_leeway", f"{leeway!r} is not allowed; use seconds >= 0")
         secret_bytes = None if secret is None else _load_secret(secret)
         loaded_key = None if public_key is None else _load_public_key(public_key)
         if algorithms is None:
             algorithms = _default_algorithms(secret_bytes, loaded_key)
+            if jwks is not None:
+                algorithms += tuple(a for a in ("RS256", "ES256") if a not in algorithms)
         if isinstance(algorithms, str) or not algorithms:
             raise ConfigError(
                 "jwt_algorithms",
                 f"give a non-empty list of algorithms from {', '.join(SUPPORTED_ALGORITHMS)}",
             )
-        keys: dict[str, _Key] = {}
+        keys: dict[str, _Key | None] = {}  # None: the key is the JWKS one the token names
         for alg in algorithms:
-            keys[alg] = _key_for(alg, secret_bytes, loaded_key)
+            asymmetric = alg in _RSA_ALGORITHMS or alg in _EC_CURVES
+            if asymmetric and loaded_key is None and jwks is not None:
+                keys[alg] = None
+            else:
+                keys[alg] = _key_for(alg, secret_bytes, loaded_key)
         # alg -> (key, the allowed algorithms of the same family). PyJWT is given the family,
         # fixed here, never a list derived from the token.
-        self._routes: dict[str, tuple[_Key, list[str]]] = {
+        self._routes: dict[str, tuple[_Key | None, list[str]]] = {
             alg: (key, [a for a in keys if a[:2] == alg[:2]]) for alg, key in keys.items()
         }
         self.algorithms: tuple[str, ...] = tuple(keys)
@@ -167,6 +186,18 @@ class TokenVerifier:
             "require": ["sub"],
         }
 
+    async def prepare(self, token: str | None) -> None:
+        """Before :meth:`verify`: with a JWKS, fetch it if ``token`` names an unknown key
+        (a rotation), bounded by the set's own rate limit and timeout."""
+        if self.jwks is None or not token or len(token) > _MAX_TOKEN_CHARS:
+            return
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return  # verify says what is wrong with it
+        if isinstance(kid, str):
+            await self.jwks.ensure(kid)
+
     def verify(self, token: str, now: float) -> Identity:
         """Check ``token`` at wall-clock time ``now`` (seconds) and return who it names.
 
@@ -175,22 +206,28 @@ class TokenVerifier:
         ``token expired``, ``token not valid yet``, ``claim `sub` missing``, and so on.
         """
         if not isinstance(token, str) or not token:
-            raise _fail("token is malformed")
+            raise _fail("token is malformed", "malformed")
         if len(token) > _MAX_TOKEN_CHARS:
-            raise _fail(f"token is malformed: longer than {_MAX_TOKEN_CHARS} characters")
+            raise _fail(
+                f"token is malformed: longer than {_MAX_TOKEN_CHARS} characters", "malformed"
+            )
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _fail("token is malformed") from None
+            raise _fail("token is malformed", "malformed") from None
         alg = header.get("alg")
         if not isinstance(alg, str):
-            raise _fail("token is malformed: its header has no `alg`")
+            raise _fail("token is malformed: its header has no `alg`", "malformed")
         route = self._routes.get(alg)
         if route is None:
             shown = alg if len(alg) <= 20 and alg.isprintable() else repr(alg[:20])
             allowed = ", ".join(self.algorithms)
-            raise _fail(f"algorithm {shown} not allowed (allowed: {allowed})")
+            raise _fail(f"algorithm {shown} not allowed (allowed: {allowed})", "algorithm")
         key, family = route
+        kid = header.get("kid")
+        if self.jwks is not None and alg[:2] in ("RS", "ES") and (key is None or kid is not None):
+            key = self._jwks_key(alg, kid)
+        assert key is not None  # (a None route exists only with a JWKS)
         claims = self._decode(token, key, family)
         exp = self._check_time(claims, now)
         return Identity(
@@ -199,7 +236,24 @@ class TokenVerifier:
             expires_at=exp,
             moderator=_moderator_claim(claims),
             claims=MappingProxyType(claims),
+            watch=_watch_claim(claims),
         )
+
+    def _jwks_key(self, alg: str, kid: object) -> _Key:
+        """The JWKS key a token's ``kid`` names, of the type its ``alg`` needs."""
+        assert self.jwks is not None
+        if not isinstance(kid, str):
+            raise _fail(
+                "token has no `kid` header: the server verifies it with its JWKS keys", "key"
+            )
+        key = self.jwks.get(kid)
+        shown = kid if len(kid) <= 64 and kid.isprintable() else repr(kid[:64])
+        if key is None:
+            raise _fail(f"unknown signing key `{shown}` (not in the JWKS)", "key")
+        wanted = rsa.RSAPublicKey if alg in _RSA_ALGORITHMS else ec.EllipticCurvePublicKey
+        if not isinstance(key, wanted):
+            raise _fail(f"key `{shown}` is not of the type {alg} needs", "key")
+        return cast(_Key, key)
 
     def _decode(self, token: str, key: _Key, family: list[str]) -> dict[str, Any]:
         try:
@@ -212,24 +266,25 @@ class TokenVerifier:
                 issuer=self._issuer,
             )
         except jwt.InvalidSignatureError:
-            raise _fail("bad signature") from None
+            raise _fail("bad signature", "signature") from None
         except jwt.MissingRequiredClaimError as exc:
             raise _fail(f"claim `{exc.claim}` missing") from None
         except jwt.InvalidAudienceError:
             if self._audience is None:
                 raise _fail(
                     "token has an `aud` claim but the server expects no audience "
-                    "(set jwt_audience on the server, or drop `aud`)"
+                    "(set jwt_audience on the server, or drop `aud`)",
+                    "audience",
                 ) from None
-            raise _fail("token audience (`aud`) does not match") from None
+            raise _fail("token audience (`aud`) does not match", "audience") from None
         except jwt.InvalidIssuerError:
-            raise _fail("token issuer (`iss`) does not match") from None
+            raise _fail("token issuer (`iss`) does not match", "issuer") from None
         except jwt.InvalidAlgorithmError:  # not reached: alg was checked against the table
-            raise _fail("algorithm not allowed") from None
+            raise _fail("algorithm not allowed", "algorithm") from None
         except jwt.InvalidKeyError:  # not reached: keys were matched to algorithms at start
-            raise _fail("token cannot be verified with the server's key") from None
+            raise _fail("token cannot be verified with the server's key", "key") from None
         except jwt.PyJWTError:  # DecodeError and anything else: bad base64, JSON, structure
-            raise _fail("token is malformed") from None
+            raise _fail("token is malformed", "malformed") from None
 
     def _check_time(self, claims: Mapping[str, Any], now: float) -> float | None:
         exp = _number_claim(claims, "exp")
@@ -237,9 +292,9 @@ class TokenVerifier:
         # Same boundaries as PyJWT: expired once now >= exp + leeway; early while
         # now < nbf - leeway.
         if exp is not None and exp <= now - self._leeway:
-            raise _fail("token expired")
+            raise _fail("token expired", "expired")
         if nbf is not None and nbf > now + self._leeway:
-            raise _fail("token not valid yet (its `nbf` is in the future)")
+            raise _fail("token not valid yet (its `nbf` is in the future)", "not_yet_valid")
         return exp
 
     @staticmethod
@@ -266,21 +321,31 @@ def _number_claim(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 def _rooms_claim(claims: Mapping[str, Any]) -> tuple[str, ...] | None:
-    if "rooms" not in claims:
+    return _patterns_claim(claims, "rooms", "room", "allow any room")
+
+
+def _watch_claim(claims: Mapping[str, Any]) -> tuple[str, ...] | None:
+    return _patterns_claim(claims, "watch", "user", "leave it to watch_without_claim")
+
+
+def _patterns_claim(
+    claims: Mapping[str, Any], name: str, what: str, absent: str
+) -> tuple[str, ...] | None:
+    if name not in claims:
         return None
-    value = claims["rooms"]
-    # null is refused rather than read as "any room": a backend that meant "no rooms" and
-    # wrote null must not grant everything.
+    value = claims[name]
+    # null is refused rather than read as "any": a backend that meant "none" and wrote null
+    # must not grant everything.
     if not isinstance(value, list) or not all(
         isinstance(p, str) and 0 < len(p) <= _MAX_NAME_CHARS and not _SURROGATE.search(p)
         for p in value
     ):
         raise _fail(
-            f"claim `rooms` must be a list of room patterns "
-            f"(strings of 1-{_MAX_NAME_CHARS} characters); omit it to allow any room"
+            f"claim `{name}` must be a list of {what} patterns "
+            f"(strings of 1-{_MAX_NAME_CHARS} characters); omit it to {absent}"
         )
     if len(value) > _MAX_ROOM_PATTERNS:
-        raise _fail(f"claim `rooms` has more than {_MAX_ROOM_PATTERNS} patterns")
+        raise _fail(f"claim `{name}` has more than {_MAX_ROOM_PATTERNS} patterns")
     return tuple(value)
 
 

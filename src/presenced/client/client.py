@@ -17,7 +17,12 @@ connections (reconnect, restore).
 
 Lifecycle: one supervisor task per client owns the connection after the first welcome. It
 waits for the reader to end, decides, backs off, reconnects and restores, until a stop
-(close, logout, force leave, or a close code that says stop).
+(close, logout, force leave, or a close code that says stop). After a close 4010 (the app's
+backend ended the session) it reconnects at once as a new session: no resume, credentials
+asked for again (a token function is called, as before every connect), rooms and
+subscriptions restored. The backend's other actions reach the application as events: a
+``room.removed`` (the room is forgotten, never re-joined), and ``presence.subscribed`` /
+``presence.unsubscribed`` without a request (the watched set follows them).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from presenced.protocol.messages import (
     PresenceSubscribed,
     PresenceUnsubscribe,
     PresenceUnsubscribed,
+    Refresh,
+    Refreshed,
     RoomCount,
     RoomCountReply,
     RoomJoin,
@@ -351,6 +358,12 @@ class Client(Supervised):
         """Tell the server the user did something (resets the idle clock); no reply."""
         ws = await self._wait_ready()
         await self._send(ws, Activity())
+
+    async def refresh(self, token: str) -> Refreshed:
+        """Move the session onto a fresh JWT before the current one expires
+        (``Welcome.expires_at``); without it the server closes with 4011 at ``exp`` and this
+        client reconnects at once with its token source's next token, and resumes."""
+        return await self._request(Refresh(token=token), Refreshed)
 
     async def heartbeat(self) -> HeartbeatAck:
         """Send an application heartbeat now and wait for its ack."""

@@ -51,12 +51,15 @@ from presenced.protocol.messages import (
     MemberJoined,
     MemberLeft,
     MemberUpdated,
+    PresenceSubscribed,
+    PresenceUnsubscribed,
     RoomBatch,
     RoomDeleted,
     RoomJoin,
     RoomJoined,
     RoomMembers,
     RoomMembersReply,
+    RoomRemoved,
     RoomSummary,
     ServerMessage,
     Welcome,
@@ -305,9 +308,16 @@ class Connection(MessagingMixin):
             self._forced = ForcedLeave(message.reason, message.message)
             self._state.clear()
             self._emit(self._forced)
-        elif isinstance(message, RoomDeleted):
-            # Every member left at once: this session is in the room no more.
+        elif isinstance(message, RoomDeleted | RoomRemoved):
+            # Every member left at once, or the backend took this session out: it is in the
+            # room no more (and will not re-join it after a reconnect).
             self._state.left(message.room)
+            self._emit(message)
+        elif isinstance(message, PresenceSubscribed):  # the backend watched on our behalf
+            self._state.subscribed([p.user for p in message.users])
+            self._emit(message)
+        elif isinstance(message, PresenceUnsubscribed):
+            self._state.unsubscribed(message.users)
             self._emit(message)
         elif isinstance(message, MemberJoined | MemberLeft | MemberUpdated | RoomSummary):
             # The version rule: skipped when already in the list, held across a snapshot.

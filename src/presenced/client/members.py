@@ -48,9 +48,12 @@ class MemberList:
     """A room's visible members as this client knows them, at ``version``.
 
     ``members`` maps user id to :class:`~presenced.protocol.messages.Member` (status,
-    devices, text, meta). ``count`` is ``len(members)``, or the newer count of a
-    ``room.summary``. ``synced`` is false while a snapshot is due (a version gap was seen, or
-    the connection was lost): the list may be behind until it arrives.
+    devices, text, meta, ``joined_at``: when the user's first session joined, Unix seconds,
+    None when the server did not say). ``member.updated`` carries no join time: a member
+    keeps the one its ``member.joined`` or snapshot gave. ``count`` is ``len(members)``, or
+    the newer count of a ``room.summary``. ``synced`` is false while a snapshot is due (a
+    version gap was seen, or the connection was lost): the list may be behind until it
+    arrives.
     """
 
     room: str
@@ -230,7 +233,12 @@ class MemberViews:
         own = view.members.get(me)
         if own is not None:
             view.members[me] = Member(
-                user=me, status=own.status, devices=own.devices, text=own.text, meta=reply.meta
+                user=me,
+                status=own.status,
+                devices=own.devices,
+                text=own.text,
+                meta=reply.meta,
+                joined_at=own.joined_at,
             )
         view.count, view.count_version = len(view.members), view.version
 
@@ -239,12 +247,18 @@ def _apply(view: _View, event: MemberEvent) -> None:
     if isinstance(event, MemberLeft):
         view.members.pop(event.user, None)
     else:
+        if isinstance(event, MemberJoined):
+            joined_at = event.joined_at
+        else:  # member.updated has none: the member keeps its own
+            known = view.members.get(event.user)
+            joined_at = known.joined_at if known is not None else None
         view.members[event.user] = Member(
             user=event.user,
             status=event.status,
             devices=event.devices,
             text=event.text,
             meta=event.meta,
+            joined_at=joined_at,
         )
     view.version = event.version
     view.count, view.count_version = len(view.members), event.version

@@ -41,6 +41,7 @@ __all__ = [
     "TypingThrottle",
     "auth_failure_decision",
     "delivered_receipt",
+    "may_resume",
     "reconnect_decision",
     "retry_delay",
 ]
@@ -110,7 +111,19 @@ _CLOSE_DECISIONS: dict[int, Decision] = {
     CloseCode.HEARTBEAT_TIMEOUT: Decision.RECONNECT_BACKOFF,
     CloseCode.SESSION_REPLACED: Decision.STOP,
     CloseCode.FRAME_TOO_LARGE: Decision.RECONNECT_BACKOFF,
+    CloseCode.DISCONNECTED: Decision.RECONNECT_NOW,  # afresh: see may_resume
+    CloseCode.TOKEN_EXPIRED: Decision.RECONNECT_NOW,  # with a fresh token, and resume
 }
+
+
+def may_resume(close_code: int | None) -> bool:
+    """Whether the next connect after a close with ``close_code`` may resume the session.
+
+    Not after 4010 ``DISCONNECTED``: the backend ended the session, so the client connects
+    with fresh credentials (a token function is called again, as before every connect) and
+    opens a new session, restoring its rooms and subscriptions as after a failed resume.
+    """
+    return close_code != CloseCode.DISCONNECTED
 
 
 def reconnect_decision(close_code: int | None, *, token_refreshable: bool = False) -> Decision:
@@ -309,6 +322,11 @@ class ResumeState:
         self.status = status
         self.text = text
 
+    def session_ended(self) -> None:
+        """The server ended the session but not what the app asked for (4010): the next
+        connect opens a new session (no resume token) and restores the rest."""
+        self.resume_token = None
+
     def clear(self) -> None:
         """The session ended for good (logout, force leave): nothing is left to restore."""
         self.resume_token = None
@@ -328,11 +346,14 @@ class ResumeState:
     def on_welcome(self, welcome: Welcome) -> Restore:
         """Take the new resume token and return what must be sent again.
 
-        A resumed session kept everything: nothing is sent, except for a room or watched
-        user the welcome does not list (a change the old connection made but never saw
-        confirmed). Rooms the server restored that we did not know about are adopted. A
-        fresh session (``resumed`` false, even with ``resume_error``) gets every room
-        re-joined, every watched user re-subscribed and the status re-set.
+        A resumed session kept everything: nothing is sent. The welcome's rooms and watched
+        users are the server's and stand: a room it does not list is forgotten, not
+        re-joined (the session was taken out of it while away: kicked from the room by the
+        backend, the room deleted, rights narrowed, or a room.leave whose reply was lost),
+        one it lists that we did not know about is adopted; likewise the subscriptions (the
+        backend may watch or unwatch for the session). A fresh session (``resumed`` false,
+        even with ``resume_error``) gets every room re-joined, every watched user
+        re-subscribed and the status re-set.
 
         Recovery: every restored room awaits the ``room.recovered`` the server sends after
         a resumed welcome (from ``auth.positions``), and every re-join carries ``since`` (the
@@ -347,12 +368,16 @@ class ResumeState:
         self.streams.connection_lost()
         self.members.connection_lost()
         if welcome.resumed:
+            listed = set(welcome.rooms)
+            for room in [r for r in self.rooms if r not in listed]:
+                self.left(room)
             for room in welcome.rooms:
                 self.rooms.setdefault(room, RoomState())
                 self.streams.expect(room)
                 self.members.refresh(room)
-            rooms = [r for r in self.rooms if r not in set(welcome.rooms)]
-            users = sorted(self.subscriptions.difference(welcome.subscriptions))
+            self.subscriptions = set(welcome.subscriptions)
+            rooms: list[str] = []
+            users: list[str] = []
             status = None
         else:
             rooms = list(self.rooms)

@@ -3,10 +3,11 @@
 :class:`Supervised` adds to :class:`~presenced.client.connection.Connection` the supervisor
 task that owns the connection after the first welcome. It waits for the reader to end,
 asks :mod:`presenced.client.policy` whether and how soon to reconnect, reconnects
-(resuming the session with its resume token, or, when the server could not resume it,
-re-joining rooms, re-subscribing and re-setting the status), waits for the rooms' recovery
-to settle, and goes on until a stop (close, logout, force leave, or a close code that says
-stop). Kept apart from the per-connection machinery so each module reads on its own.
+(resuming the session with its resume token, or, when the server could not resume it or
+ended it with 4010, re-joining rooms, re-subscribing and re-setting the status), waits for
+the rooms' recovery to settle, and goes on until a stop (close, logout, force leave, or a
+close code that says stop). Kept apart from the per-connection machinery so each module
+reads on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from presenced.client.policy import (
     Decision,
     Restore,
     auth_failure_decision,
+    may_resume,
     reconnect_decision,
     retry_delay,
 )
@@ -67,6 +69,8 @@ class Supervised(Connection):
                 if decision is Decision.STOP:
                     self._stop(code, reason)
                     return
+                if not may_resume(code):  # 4010: the backend ended the session
+                    self._state.session_ended()
                 self._emit(Disconnected(code, reason, will_reconnect=True))
                 self._reconnecting = True
                 try:

@@ -8,9 +8,12 @@ value, :mod:`presenced.config.sources` reads the file, environment and flags, an
 """
 
 from presenced.config.settings import (
+    API_SCOPES,
     ENV_PREFIX,
     JWT_ALGORITHMS,
+    ApiKey,
     AuthMode,
+    LogFormat,
     LogLevel,
     SettingInfo,
     Settings,
@@ -22,9 +25,12 @@ from presenced.config.settings import (
 )
 
 __all__ = [
+    "API_SCOPES",
     "ENV_PREFIX",
     "JWT_ALGORITHMS",
+    "ApiKey",
     "AuthMode",
+    "LogFormat",
     "LogLevel",
     "SettingInfo",
     "Settings",

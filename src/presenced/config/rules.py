@@ -9,6 +9,7 @@ range-checked, so an invalid combination cannot exist either.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from presenced.errors import ConfigError
@@ -16,14 +17,40 @@ from presenced.errors import ConfigError
 if TYPE_CHECKING:
     from presenced.config.settings import Settings
 
-__all__ = ["REDIS_SCHEMES", "check_together"]
+__all__ = ["REDIS_SCHEMES", "check_together", "is_loopback"]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 """The URL schemes the ``redis`` setting accepts."""
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def check_together(settings: Settings) -> None:
     """Raise :class:`ConfigError` (naming the setting to change) if the settings clash."""
+    if (
+        settings.admin_port is not None
+        and settings.api_keys is None
+        and not is_loopback(settings.admin_host)
+    ):
+        raise ConfigError(
+            "api_keys",
+            f"the admin port on {settings.admin_host!r} is reachable from other machines and "
+            "needs a key: set api_keys (SCOPES:SECRET), or bind admin_host to 127.0.0.1",
+        )
+    if settings.webhooks is not None and settings.webhook_secret is None:
+        raise ConfigError(
+            "webhook_secret",
+            "webhooks are set but not the secret that signs them: set webhook_secret (16+ "
+            "characters, or @/path/to/file) so that receivers can tell forged calls apart",
+        )
     if settings.heartbeat_timeout > settings.heartbeat_interval:
         raise ConfigError(
             "heartbeat_timeout",
@@ -59,6 +86,24 @@ def check_together(settings: Settings) -> None:
             "workers",
             f"{settings.workers} workers need shared state: set redis as well, or use 1 worker",
         )
+    if settings.jwt_jwks_url is not None and not settings.jwt_jwks_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError(
+            "jwt_jwks_url", f"{settings.jwt_jwks_url!r} is not allowed; allowed: an http(s) URL"
+        )
+    if settings.port is None and settings.redis is None:
+        raise ConfigError(
+            "port",
+            "off (a node without a client port) needs shared state to answer for: set redis "
+            "as well, or give a port number",
+        )
+    if settings.port is None and settings.admin_port is None:
+        raise ConfigError(
+            "port", "off with admin_port off too leaves the node nothing to serve: give one"
+        )
+    if settings.port is None and settings.workers > 1:
+        raise ConfigError("workers", "a node without a client port runs as 1 worker")
     if settings.workers > 1 and settings.port == 0:
         raise ConfigError(
             "port", "workers share one port: give a port number (0 would give each its own)"
@@ -79,11 +124,12 @@ def check_together(settings: Settings) -> None:
         settings.auth_mode == "jwt"
         and settings.jwt_secret is None
         and settings.jwt_public_key is None
+        and settings.jwt_jwks_url is None
     ):
         raise ConfigError(
             "auth_mode",
-            "'jwt' needs a key: set jwt_secret (HS256) or jwt_public_key (RS256/ES256), "
-            "or use auth_mode 'insecure' for development",
+            "'jwt' needs a key: set jwt_secret (HS256), jwt_public_key (RS256/ES256) or "
+            "jwt_jwks_url, or use auth_mode 'insecure' for development",
         )
     # Explicit algorithms are checked against the keys unless auth is explicitly off: an
     # algorithm list without its key most likely means a key that failed to arrive.
@@ -92,6 +138,8 @@ def check_together(settings: Settings) -> None:
     ):
         for alg in settings.effective_jwt_algorithms:
             needs = "jwt_secret" if alg.startswith("HS") else "jwt_public_key"
+            if needs == "jwt_public_key" and settings.jwt_jwks_url is not None:
+                continue  # the JWKS holds the keys
             if getattr(settings, needs) is None:
                 raise ConfigError(
                     "jwt_algorithms",

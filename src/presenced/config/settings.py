@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from presenced.config.api_keys import API_SCOPES, ApiKey
+from presenced.config.origins import OriginRule, parse_allowed_origins, same_origin
 from presenced.config.rules import check_together
+from presenced.config.sinks import (
+    JetStreamTarget,
+    KafkaTarget,
+    RedisStreamTarget,
+    parse_kafka_sinks,
+    parse_nats_sinks,
+    parse_redis_stream_sinks,
+)
 from presenced.config.sources import ENV_PREFIX, SettingInfo, describe, read_sources
 from presenced.config.values import (
     JWT_ALGORITHMS,
@@ -34,12 +44,16 @@ from presenced.config.values import (
 )
 from presenced.config.values import MIB as _MiB  # the short names the fields below use
 from presenced.config.values import field_spec as _spec
+from presenced.config.webhooks import Webhook
 from presenced.errors import ConfigError
 
 __all__ = [
+    "API_SCOPES",
     "ENV_PREFIX",
     "JWT_ALGORITHMS",
+    "ApiKey",
     "AuthMode",
+    "LogFormat",
     "LogLevel",
     "SettingInfo",
     "Settings",
@@ -52,6 +66,7 @@ __all__ = [
 
 AuthMode = Literal["jwt", "insecure"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
 
 _DURATION_GT0: dict[str, Any] = {"lo": 0, "lo_open": True}
 
@@ -66,15 +81,54 @@ class Settings:
     """
 
     host: str = field(default="127.0.0.1", metadata=_spec("str", "address to listen on"))
-    port: int = field(
+    port: int | None = field(
         default=7400,
-        metadata=_spec("int", "TCP port to listen on", lo=0, hi=65535, note="(0 = any free port)"),
+        metadata=_spec(
+            "int",
+            "TCP port the client WebSockets connect to",
+            lo=0,
+            hi=65535,
+            off=True,
+            note="(0 = any free port; off = no client port: an admin API node)",
+        ),
+    )
+    admin_host: str = field(
+        default="127.0.0.1",
+        metadata=_spec(
+            "str",
+            "address of the admin port (HTTP API, /metrics, /ready); a non-loopback address "
+            "needs api_keys",
+        ),
+    )
+    admin_port: int | None = field(
+        default=7401,
+        metadata=_spec(
+            "int",
+            "TCP port of the admin HTTP API",
+            lo=0,
+            hi=65535,
+            off=True,
+            note="(0 = any free port; off = no admin port)",
+        ),
+    )
+    api_keys: tuple[ApiKey, ...] | None = field(
+        default=None,
+        metadata=_spec(
+            "apikeys",
+            "bearer keys of the admin API, SCOPES:SECRET entries (scopes read, publish, admin; "
+            "several keys for rotation), or @/path/to/file (default: none, and the admin port "
+            "then serves loopback only, without auth)",
+            off=True,
+            secret=True,
+        ),
     )
     workers: int = field(
         default=1,
         metadata=_spec(
             "int",
-            "worker processes sharing the port (SO_REUSEPORT), each a node on the shared store",
+            "worker processes sharing the port (SO_REUSEPORT), each a node on the shared store; "
+            "the admin port is then served by one more process of its own, off the workers' "
+            "cores' fan-out",
             lo=1,
             hi=256,
             note="(more than 1 needs redis)",
@@ -129,8 +183,53 @@ class Settings:
     jwt_issuer: str | None = field(
         default=None, metadata=_spec("optstr", "required token issuer (iss)", off=True)
     )
+    jwt_jwks_url: str | None = field(
+        default=None,
+        metadata=_spec(
+            "optstr",
+            "an http(s) URL of the identity provider's JSON Web Key Set: RS*/ES* tokens are "
+            "checked against the key their kid names (fetched at start, every "
+            "jwt_jwks_refresh, and at once for an unknown kid)",
+            off=True,
+        ),
+    )
+    jwt_jwks_refresh: float = field(
+        default=300.0,
+        metadata=_spec("duration", "how often the JWKS is fetched again", **_DURATION_GT0),
+    )
     jwt_leeway: float = field(
         default=0.0, metadata=_spec("duration", "clock skew allowed on token exp/nbf", lo=0)
+    )
+    allowed_origins: OriginRule | None = field(
+        default=None,
+        metadata=_spec(
+            "origins",
+            "web pages (the upgrade's Origin) that may connect: origins such as "
+            "https://app.example.com or https://*.example.com, or * for any (default: any "
+            "in the insecure mode, else same-origin pages only; clients that send no Origin "
+            "always); refused upgrades get HTTP 403",
+            off=True,
+            parse=parse_allowed_origins,
+        ),
+    )
+    watch_without_claim: Literal["any", "none"] = field(
+        default="any",
+        metadata=_spec(
+            "choice",
+            "whose presence a session may watch when its token has no `watch` claim (the "
+            "claim lists user-id patterns and always decides when present)",
+            choices=("any", "none"),
+        ),
+    )
+    max_auth_bytes: int = field(
+        default=32 * 1024,
+        metadata=_spec(
+            "size",
+            "most bytes a connection may send before it authenticated (the auth frame with "
+            "its token and device_info); more closes it with 1009",
+            lo=1024,
+            hi=16 * _MiB,
+        ),
     )
     auth_timeout: float = field(
         default=10.0,
@@ -322,9 +421,109 @@ class Settings:
             **_DURATION_GT0,
         ),
     )
+    webhooks: tuple[Webhook, ...] | None = field(
+        default=None,
+        metadata=_spec(
+            "webhooks",
+            "receivers of the event export: http(s) URLs, each optionally followed by "
+            "#events=PATTERN+PATTERN (e.g. #events=member.*+user.offline; default every type "
+            "but typing); see docs/events.md",
+            off=True,
+        ),
+    )
+    webhook_secret: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_spec(
+            "secrets",
+            "HMAC-SHA256 key the webhook deliveries are signed with (16+ characters; several, "
+            "comma-separated, while rotating; or @/path/to/file); required with webhooks",
+            off=True,
+            secret=True,
+        ),
+    )
+    webhook_timeout: float = field(
+        default=10.0,
+        metadata=_spec("duration", "how long a webhook delivery may take", **_DURATION_GT0),
+    )
+    webhook_tries: int = field(
+        default=8,
+        metadata=_spec(
+            "int", "delivery attempts of a batch before it goes to the dead letters", lo=1, hi=100
+        ),
+    )
+    webhook_backoff: float = field(
+        default=0.5,
+        metadata=_spec(
+            "duration",
+            "first retry delay of a failed delivery; doubled each try (with jitter), up to 60s",
+            **_DURATION_GT0,
+        ),
+    )
+    webhook_batch: int = field(
+        default=100,
+        metadata=_spec("int", "most events in one webhook delivery", lo=1, hi=10_000),
+    )
+    redis_stream_sinks: tuple[RedisStreamTarget, ...] | None = field(
+        default=None,
+        metadata=_spec(
+            "sinks",
+            "Redis streams the events are appended to (XADD, one entry per event, capped with "
+            "MAXLEN ~): redis://HOST:PORT/DB?stream=NAME&maxlen=N, each optionally followed by "
+            "#events=...; see docs/events.md",
+            off=True,
+            secret=True,  # the URL may carry a password
+            note="(redis://[:PASSWORD@]HOST:PORT[/DB]?stream=NAME&maxlen=N)",
+            parse=parse_redis_stream_sinks,
+        ),
+    )
+    nats_sinks: tuple[JetStreamTarget, ...] | None = field(
+        default=None,
+        metadata=_spec(
+            "sinks",
+            "NATS JetStream streams the events are published to (subject PREFIX.<type>, acked, "
+            "Nats-Msg-Id = event id; the stream is created if missing): "
+            "nats://HOST:PORT?stream=NAME&subject=PREFIX, each optionally followed by "
+            "#events=...; see docs/events.md",
+            off=True,
+            secret=True,  # the URL may carry a password
+            note="(nats://[USER:PASSWORD@]HOST:PORT?stream=NAME&subject=PREFIX)",
+            parse=parse_nats_sinks,
+        ),
+    )
+    kafka_sinks: tuple[KafkaTarget, ...] | None = field(
+        default=None,
+        metadata=_spec(
+            "sinks",
+            "Kafka topics the events are produced to (key = the event's key, acks=all; batches "
+            "that used up their tries also go to dead_letter_topic): "
+            "kafka://HOST:PORT[,HOST:PORT]?topic=T&dead_letter_topic=T2, each optionally "
+            "followed by #events=...; see docs/events.md",
+            off=True,
+            note="(kafka://HOST:PORT[,HOST:PORT]?topic=T&dead_letter_topic=T2&idempotent=0|1)",
+            parse=parse_kafka_sinks,
+        ),
+    )
     log_level: LogLevel = field(
         default="info",
         metadata=_spec("choice", "logging level", choices=("debug", "info", "warning", "error")),
+    )
+    log_format: LogFormat = field(
+        default="text",
+        metadata=_spec(
+            "choice",
+            "log line format: text, or json (one object per line: time, level, logger, "
+            "message and the line's fields)",
+            choices=("text", "json"),
+        ),
+    )
+    trusted_proxies: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_spec(
+            "networks",
+            "proxies whose X-Forwarded-For names the client address in the logs (addresses "
+            "or CIDR blocks); from any other peer the header is ignored",
+            off=True,
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -340,6 +539,15 @@ class Settings:
         """Where shared state lives: ``"redis"`` with a Redis URL, else ``"memory"``."""
         return "memory" if self.redis is None else "redis"
 
+    def origin_allowed(self, origin: str | None, host: str) -> bool:
+        """Whether an upgrade with this ``Origin`` header (None: none sent) and ``Host``
+        header may become a WebSocket (``allowed_origins``; config/origins.py)."""
+        if origin is None:
+            return True
+        if self.allowed_origins is not None:
+            return self.allowed_origins.allows(origin)
+        return self.effective_auth_mode == "insecure" or same_origin(origin, host)
+
     @property
     def effective_auth_mode(self) -> AuthMode:
         """``auth_mode`` resolved: ``"jwt"`` when a key is set, else ``"insecure"``."""
@@ -347,17 +555,20 @@ class Settings:
             return self.auth_mode
         if self.jwt_secret is not None or self.jwt_public_key is not None:
             return "jwt"
+        if self.jwt_jwks_url is not None:
+            return "jwt"
         return "insecure"
 
     @property
     def effective_jwt_algorithms(self) -> tuple[str, ...]:
-        """``jwt_algorithms`` resolved: HS256 with a secret, RS256+ES256 with a public key."""
+        """``jwt_algorithms`` resolved: HS256 with a secret, RS256+ES256 with a public key
+        or a JWKS."""
         if self.jwt_algorithms is not None:
             return self.jwt_algorithms
         algs: tuple[str, ...] = ()
         if self.jwt_secret is not None:
             algs += ("HS256",)
-        if self.jwt_public_key is not None:
+        if self.jwt_public_key is not None or self.jwt_jwks_url is not None:
             algs += ("RS256", "ES256")
         return algs
 

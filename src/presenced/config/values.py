@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import ipaddress
 import math
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from presenced.config.api_keys import parse_api_keys
+from presenced.config.webhooks import parse_webhook_secrets, parse_webhooks
 from presenced.errors import ConfigError
 
 __all__ = [
@@ -54,8 +57,24 @@ JWT_ALGORITHMS: tuple[str, ...] = (
     "ES512",
 )
 
-Kind = Literal["str", "optstr", "pem", "int", "size", "float", "duration", "choice", "algorithms"]
-"""How a setting's value is parsed."""
+Kind = Literal[
+    "str",
+    "optstr",
+    "pem",
+    "int",
+    "size",
+    "float",
+    "duration",
+    "choice",
+    "algorithms",
+    "apikeys",
+    "webhooks",
+    "secrets",
+    "sinks",
+    "origins",
+    "networks",
+]
+"""How a setting's value is parsed ("sinks" and "origins": by the spec's own ``parse``)."""
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -160,6 +179,7 @@ class Spec:
     choices: tuple[str, ...] = ()
     secret: bool = False  # never shown by `presenced config`
     note: str = ""  # appended to the allowed range in messages and help
+    parse: Callable[[str, object], Any] | None = None  # (key, value) -> value, for "sinks"
 
     def fmt(self, value: object) -> str:
         """A value as the user would write it, for messages."""
@@ -185,6 +205,18 @@ class Spec:
                 text += " seconds (e.g. 500ms, 25s, 10m, 6h)"
         elif self.kind == "pem":
             text = "PEM text or @/path/to/key.pem"
+        elif self.kind == "apikeys":
+            text = "SCOPES:SECRET entries (scopes read, publish, admin) or @/path/to/file"
+        elif self.kind == "webhooks":
+            text = "http(s) URLs, each optionally with #events=PATTERN+PATTERN"
+        elif self.kind == "secrets":
+            text = "secrets of 16+ characters, comma-separated, or @/path/to/file"
+        elif self.kind == "sinks":
+            text = "URLs separated by spaces, each optionally with #events=PATTERN+PATTERN"
+        elif self.kind == "origins":
+            text = "origins (scheme://host[:port], * as a wildcard) separated by spaces, or *"
+        elif self.kind == "networks":
+            text = "IP addresses or CIDR blocks, comma-separated (e.g. 10.0.0.0/8,::1)"
         else:
             text = "a non-empty string"
         if self.note:
@@ -242,6 +274,16 @@ def coerce(key: str, spec: Spec, value: object, origin: str) -> Any:
         return None if word == "auto" else word
     if spec.kind == "algorithms":
         return _coerce_algorithms(key, spec, value, shown)
+    if spec.kind == "apikeys":
+        return parse_api_keys(key, value)
+    if spec.kind == "webhooks":
+        return parse_webhooks(key, value)
+    if spec.kind == "secrets":
+        return parse_webhook_secrets(key, value)
+    if spec.parse is not None:
+        return spec.parse(key, value)
+    if spec.kind == "networks":
+        return _coerce_networks(key, spec, value, shown)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(
             key,
@@ -273,6 +315,34 @@ def _coerce_algorithms(key: str, spec: Spec, value: object, shown: str) -> tuple
     if not algs:
         raise ConfigError(key, f"{shown} names no algorithm; allowed values: {spec.allowed()}")
     return tuple(algs)
+
+
+def _coerce_networks(key: str, spec: Spec, value: object, shown: str) -> tuple[str, ...] | None:
+    """Addresses and CIDR blocks, normalized (``10.1.2.3/8`` is ``10.0.0.0/8``)."""
+    items: Iterable[object]
+    if isinstance(value, str):
+        if spec.off and value.strip().lower() in _OFF_WORDS:
+            return None
+        items = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        items = [value]
+    networks: list[str] = []
+    for item in items:
+        try:
+            network = str(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                key, f"{item!r} in {shown} is not allowed; allowed: {spec.allowed()}"
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    if not networks:
+        if spec.off:
+            return None
+        raise ConfigError(key, f"{shown} names no address; allowed: {spec.allowed()}")
+    return tuple(networks)
 
 
 def _read_pem(key: str, value: str) -> str:

@@ -10,6 +10,7 @@ message while it is still kept. Pure: ids, epochs and times are passed in.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -92,6 +93,7 @@ class RoomLog:
     by_temp: dict[tuple[UserId, str], str] = field(default_factory=dict)
     read: dict[UserId, int] = field(default_factory=dict)  # seen up to, per user
     delivered: dict[UserId, int] = field(default_factory=dict)  # delivered up to, per user
+    written: float = 0.0  # the time of its last event (0: none yet)
 
     def trim(self, size: int, ttl: float, now: float) -> None:
         """Drop events beyond ``size`` or older than ``ttl``, and what only they kept."""
@@ -272,7 +274,25 @@ class HistoryBook:
             return set()
         return {m.author for m in log.messages.values() if after < m.offset <= upto}
 
+    def expire(self, now: float) -> int:
+        """Trim every stream by age as of ``now`` (old history goes without the room being
+        touched again), and forget the streams left empty whose last event is older than
+        the ttl: their epoch, offset and read positions (a client's position in a forgotten
+        stream recovers as ``recovered: false``). Returns how many streams were forgotten."""
+        if not math.isfinite(self.ttl):
+            return 0
+        cutoff = now - self.ttl
+        gone = []
+        for room, log in self._logs.items():
+            log.trim(self.size, self.ttl, now)
+            if not log.events and log.written < cutoff:
+                gone.append(room)
+        for room in gone:
+            del self._logs[room]
+        return len(gone)
+
     def _keep(self, log: RoomLog, event: StreamEvent) -> None:
+        log.written = event.time
         if self.size > 0:
             log.events.append(event)
             log.trim(self.size, self.ttl, event.time)

@@ -33,10 +33,20 @@ class DeadlineKind(Enum):
     AUTH = "auth"  # a connection did not authenticate in time
     SLOW = "slow"  # a connection's send buffer stayed full for too long
     TYPING = "typing"  # a typing indicator ran out without a renewal
+    TYPING_DEFERRED = "typing_deferred"  # a typing start held back by the throttle may go now
+    TOKEN = "token"  # a session's token expired and no refresh came
 
 
 # Deadlines keyed by a caller-chosen string rather than owned by a session's state.
-_KEYED_KINDS = frozenset({DeadlineKind.AUTH, DeadlineKind.SLOW, DeadlineKind.TYPING})
+_KEYED_KINDS = frozenset(
+    {
+        DeadlineKind.AUTH,
+        DeadlineKind.SLOW,
+        DeadlineKind.TYPING,
+        DeadlineKind.TYPING_DEFERRED,
+        DeadlineKind.TOKEN,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,14 @@ A user is a member of a room while at least one of its sessions is in it. Adding
 first session is JOINED, removing its last is LEFT, a device count or metadata change is
 UPDATED; each of those bumps the room's version. A hidden entry (the user is invisible) is a
 member nobody else sees: its changes are NONE and it is left out of snapshots and counts.
+Each member keeps the wall-clock time its first session joined (``joined_at``, the caller's
+time): kept while the user stays a member (hidden or not), new after it left and came back.
 This is the memory store's room state and the reference the Redis scripts follow.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -20,8 +23,10 @@ from presenced.typing import RoomId, SessionId, UserId
 __all__ = [
     "ChangeKind",
     "MemberEntry",
+    "MemberRecord",
     "RoomChange",
     "RoomDeletion",
+    "RoomInfo",
     "RoomSnapshot",
     "Roster",
     "RosterEntry",
@@ -45,10 +50,17 @@ class RoomChange:
     version: int
     devices: int = 0
     meta: dict[str, Any] | None = None
+    # When the member's first session joined (wall clock), wherever the member is there after
+    # the change (JOINED, UPDATED, and NONE for a member that stays); None otherwise.
+    joined_at: float | None = None
+    # "occupied": this add created the room (its first member, hidden or not); "vacated":
+    # this remove took its last one; None otherwise. The event export's room.* events.
+    occupancy: str | None = None
 
 
 class MemberEntry(msgspec.Struct, frozen=True):
-    """One visible member in a snapshot.
+    """One visible member in a snapshot; ``joined_at`` is the wall-clock time its first
+    session joined (0.0: unknown, a record written before the time was kept).
 
     A Struct rather than a frozen dataclass: a join reply builds one per member, and a
     Struct is built about 4x faster (a frozen dataclass sets each field through
@@ -57,6 +69,7 @@ class MemberEntry(msgspec.Struct, frozen=True):
     user: UserId
     devices: int
     meta: dict[str, Any] | None
+    joined_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +77,29 @@ class RoomSnapshot:
     room: RoomId
     version: int
     members: list[MemberEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """One room in a listing: its visible members (hidden ones are not counted, though a room
+    of hidden members only is listed) and its version."""
+
+    room: RoomId
+    members: int
+    version: int
+
+
+class MemberRecord(msgspec.Struct, frozen=True):
+    """One member as the store holds it, for an admin's view: hidden members included (with
+    ``hidden`` set), its session ids in the order they joined, and ``joined_at`` (the wall
+    time its first session joined; 0.0 when unknown). A Struct, as MemberEntry: a members
+    page builds one per member."""
+
+    user: UserId
+    sessions: tuple[SessionId, ...]
+    hidden: bool
+    meta: dict[str, Any] | None
+    joined_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +117,7 @@ class RosterEntry:
     sessions: dict[SessionId, None] = field(default_factory=dict)  # ordered set
     meta: dict[str, Any] | None = None
     hidden: bool = False
+    joined_at: float = 0.0  # wall clock of the member's first session joining
 
 
 @dataclass(slots=True)
@@ -105,19 +142,25 @@ class Roster:
         session: SessionId,
         meta: dict[str, Any] | None,
         hidden: bool,
+        wall: float,
     ) -> RoomChange:
-        """Put ``session`` in ``room``; ``meta`` (when not None) replaces the user's metadata."""
-        r = self._rooms.setdefault(room, _Room())
+        """Put ``session`` in ``room``; ``meta`` (when not None) replaces the user's metadata.
+        ``wall`` (the caller's wall clock) becomes ``joined_at`` when the user was no member."""
+        r = self._rooms.get(room)
+        occupancy = None
+        if r is None:
+            r = self._rooms[room] = _Room()
+            occupancy = "occupied"
         entry = r.members.get(user)
         if entry is None:
-            entry = r.members[user] = RosterEntry(hidden=hidden)
+            entry = r.members[user] = RosterEntry(hidden=hidden, joined_at=wall)
             entry.sessions[session] = None
             entry.meta = meta
             if hidden:
-                return RoomChange(room, user, ChangeKind.NONE, r.version, 1, meta)
+                return RoomChange(room, user, ChangeKind.NONE, r.version, 1, meta, wall, occupancy)
             r.visible += 1
             r.version += 1
-            return RoomChange(room, user, ChangeKind.JOINED, r.version, 1, meta)
+            return RoomChange(room, user, ChangeKind.JOINED, r.version, 1, meta, wall, occupancy)
         changed = session not in entry.sessions or (meta is not None and meta != entry.meta)
         entry.sessions[session] = None
         if meta is not None:
@@ -134,15 +177,16 @@ class Roster:
         if entry.sessions:
             return self._updated(room, r, user, entry, True)
         del r.members[user]
-        if entry.hidden:
-            change = RoomChange(room, user, ChangeKind.NONE, r.version)
-        else:
+        kind = ChangeKind.NONE
+        if not entry.hidden:
             r.visible -= 1
             r.version += 1
-            change = RoomChange(room, user, ChangeKind.LEFT, r.version)
+            kind = ChangeKind.LEFT
+        occupancy = None
         if not r.members:
             del self._rooms[room]
-        return change
+            occupancy = "vacated"
+        return RoomChange(room, user, kind, r.version, occupancy=occupancy)
 
     def set_meta(self, room: RoomId, user: UserId, meta: dict[str, Any]) -> RoomChange:
         r = self._rooms.get(room)
@@ -173,7 +217,15 @@ class Roster:
             r.visible -= 1
             return RoomChange(room, user, ChangeKind.LEFT, r.version)
         r.visible += 1
-        return RoomChange(room, user, ChangeKind.JOINED, r.version, len(entry.sessions), entry.meta)
+        return RoomChange(
+            room,
+            user,
+            ChangeKind.JOINED,
+            r.version,
+            len(entry.sessions),
+            entry.meta,
+            entry.joined_at,
+        )
 
     def delete(self, room: RoomId) -> RoomDeletion:
         """Remove the room and every member at once; the deletion takes the next version."""
@@ -189,7 +241,7 @@ class Roster:
         if r is None:
             return RoomSnapshot(room, 0, [])
         members = [
-            MemberEntry(user, len(e.sessions), e.meta)
+            MemberEntry(user, len(e.sessions), e.meta, e.joined_at)
             for user, e in r.members.items()
             if not e.hidden
         ]
@@ -198,6 +250,34 @@ class Roster:
     def count(self, room: RoomId) -> int:
         r = self._rooms.get(room)
         return r.visible if r else 0
+
+    def room_page(self, prefix: str, after: RoomId | None, limit: int) -> list[RoomInfo]:
+        """Rooms with members whose id starts with ``prefix`` and sorts after ``after``, in
+        id order (code points), at most ``limit``: O(rooms) per page, no index is kept."""
+        ids = heapq.nsmallest(
+            max(0, limit),
+            (r for r in self._rooms if r.startswith(prefix) and (after is None or r > after)),
+        )
+        return [RoomInfo(r, self._rooms[r].visible, self._rooms[r].version) for r in ids]
+
+    def room_count(self) -> int:
+        """How many rooms have members (hidden ones count)."""
+        return len(self._rooms)
+
+    def member_page(
+        self, room: RoomId, after: UserId | None, limit: int
+    ) -> tuple[int, list[MemberRecord]]:
+        """The room's version and its members (hidden too) sorted by user id after
+        ``after``, at most ``limit``. The meta dicts are the roster's own: copy to hand out."""
+        r = self._rooms.get(room)
+        if r is None:
+            return 0, []
+        users = heapq.nsmallest(max(0, limit), (u for u in r.members if after is None or u > after))
+        return r.version, [
+            MemberRecord(u, tuple(e.sessions), e.hidden, e.meta, e.joined_at)
+            for u in users
+            for e in (r.members[u],)
+        ]
 
     def version(self, room: RoomId) -> int:
         r = self._rooms.get(room)
@@ -224,8 +304,8 @@ class Roster:
     def _updated(
         self, room: RoomId, r: _Room, user: UserId, entry: RosterEntry, changed: bool
     ) -> RoomChange:
-        devices = len(entry.sessions)
+        devices, meta, joined = len(entry.sessions), entry.meta, entry.joined_at
         if not changed or entry.hidden:
-            return RoomChange(room, user, ChangeKind.NONE, r.version, devices, entry.meta)
+            return RoomChange(room, user, ChangeKind.NONE, r.version, devices, meta, joined)
         r.version += 1
-        return RoomChange(room, user, ChangeKind.UPDATED, r.version, devices, entry.meta)
+        return RoomChange(room, user, ChangeKind.UPDATED, r.version, devices, meta, joined)

@@ -34,7 +34,7 @@ class SessionEvent(Enum):
     GRACE_EXPIRED = "grace_expired"
     LEAVE = "leave"  # explicit logout
     FORCE_LEAVE = "force_leave"  # inactivity timeout
-    KICK = "kick"  # the backend removed it
+    KICK = "kick"  # the backend removed it (a kick, or a disconnect)
     NODE_LOST = "node_lost"  # its node died and grace ran out elsewhere
 
 
@@ -87,10 +87,17 @@ class Session:
     subscriptions: set[UserId] = field(default_factory=set)
     moderator: bool = False
     room_patterns: tuple[str, ...] | None = None
+    watch_patterns: tuple[str, ...] | None = None  # the token's watch claim (None: none)
     node: str = ""  # the node that owns it: holds its connection or its grace deadline
     # Each room's stream position when the transport was lost: where recovery starts when
     # the client does not say what it saw.
     marks: dict[RoomId, tuple[str, int]] = field(default_factory=dict)
+    # Wall-clock times (Unix seconds), for the backend's view of its sessions: when the
+    # session was opened, and its last request (activity). ``last_active`` is kept exact by
+    # the owner node and travels with the record's ordinary writes (join, status, grace...),
+    # so the stored copy may lag by what happened since the last of them.
+    connected_at: float = 0.0
+    last_active: float = 0.0
 
     def apply(self, event: SessionEvent) -> SessionState:
         """Move along the state machine; returns the new state."""

@@ -9,6 +9,7 @@ user's own devices see.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -84,8 +85,9 @@ def next_presence_seq(previous: int, wall: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PresenceChange:
-    """Before and after of the public view, plus the private aggregate after the change, and
-    the change's number among the user's presence changes.
+    """Before and after of the public view and of the private one (invisible included, what
+    the user's own devices and the backend's event export see), and the change's number
+    among the user's presence changes.
 
     ``seq`` is assigned in the same atomic step as the change, so the ``presence`` events of
     one user's changes, published separately and by any node, can be put back in order by
@@ -97,8 +99,14 @@ class PresenceChange:
 
     before: UserPresence
     after: UserPresence
-    aggregate: str
+    private_before: UserPresence
+    private_after: UserPresence
     seq: int
+
+    @property
+    def aggregate(self) -> str:
+        """The user's own status after the change (invisible included)."""
+        return self.private_after.status
 
     @property
     def changed(self) -> bool:
@@ -140,19 +148,24 @@ class PresenceBook:
         self, user: UserId, session: SessionId, status: str, text: str | None, wall: float
     ) -> PresenceChange:
         """Add a session or change its status."""
-        before = self.public(user)
+        before, private_before = self.public(user), self.private(user)
         entry = self._users.setdefault(user, _User())
         self._seq += 1
         entry.sessions[session] = _DeviceStatus(status, text, self._seq)
-        return self._change(user, before, wall)
+        return self._change(user, before, private_before, wall)
 
     def remove(self, user: UserId, session: SessionId, wall: float) -> PresenceChange:
         """Remove a closed session; the last one leaves ``last_seen = wall``."""
-        before = self.public(user)
+        before, private_before = self.public(user), self.private(user)
         entry = self._users.get(user)
         if entry is not None:
             entry.sessions.pop(session, None)
-        return self._change(user, before, wall)
+        return self._change(user, before, private_before, wall)
+
+    def sessions_of(self, user: UserId) -> list[SessionId]:
+        """The sessions the user's presence is made of."""
+        entry = self._users.get(user)
+        return sorted(entry.sessions) if entry is not None else []
 
     def private(self, user: UserId) -> UserPresence:
         """The user's true presence (what its own devices see)."""
@@ -176,7 +189,20 @@ class PresenceBook:
     def online_users(self) -> list[UserId]:
         return [u for u, e in self._users.items() if e.sessions]
 
-    def _change(self, user: UserId, before: UserPresence, wall: float) -> PresenceChange:
+    def online_page(self, after: UserId | None, limit: int) -> list[UserId]:
+        """Users with a session (invisible ones too), sorted, after ``after``, at most
+        ``limit``: O(users known) per page."""
+        return heapq.nsmallest(
+            max(0, limit),
+            (u for u, e in self._users.items() if e.sessions and (after is None or u > after)),
+        )
+
+    def online_count(self) -> int:
+        return sum(1 for e in self._users.values() if e.sessions)
+
+    def _change(
+        self, user: UserId, before: UserPresence, private_before: UserPresence, wall: float
+    ) -> PresenceChange:
         after = self.public(user)
         entry = self._users.get(user)
         seq = next_presence_seq(entry.changes if entry is not None else 0, wall)
@@ -188,5 +214,4 @@ class PresenceBook:
         if entry is not None and not entry.sessions and entry.last_seen is None:
             # Never seen online by anyone (e.g. invisible the whole time): forget it.
             del self._users[user]
-        private = self.private(user)
-        return PresenceChange(before, after, private.status, seq)
+        return PresenceChange(before, after, private_before, self.private(user), seq)

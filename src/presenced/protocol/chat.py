@@ -17,6 +17,8 @@ from msgspec import Meta, Struct
 from presenced.protocol.fields import ClientBase, Name, Ref, ServerBase
 
 __all__ = [
+    "API_DEVICE",
+    "SYSTEM_USER",
     "Body",
     "MessageAck",
     "MessageDelete",
@@ -42,6 +44,14 @@ __all__ = [
 
 Body = str | dict[str, object]
 """A message body: text, or a JSON object (size bounded by max_message_bytes)."""
+
+SYSTEM_USER = "system"
+"""The author of a message the app's backend publishes in no user's name (a system
+message); also the editor named by an edit or delete the backend makes. Reserved: no client
+may authenticate as this user."""
+
+API_DEVICE = "api"
+"""The device of every message the app's backend publishes (as a user or as the system)."""
 
 Offset = Annotated[int, Meta(ge=0)]
 

@@ -21,11 +21,13 @@ class ErrorCode(StrEnum):
     FRAME_TOO_LARGE = "FRAME_TOO_LARGE"  # frame over the configured max_frame_bytes
     AUTH_TIMEOUT = "AUTH_TIMEOUT"  # no valid auth within auth_timeout (fatal)
     AUTH_FAILED = "AUTH_FAILED"  # bad signature, expired or malformed token (fatal)
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"  # the session's token expired (fatal: close 4011)
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"  # a request other than auth before auth
     ALREADY_AUTHENTICATED = "ALREADY_AUTHENTICATED"  # a second auth on one connection
     UNSUPPORTED_PROTOCOL = "UNSUPPORTED_PROTOCOL"  # protocol version not spoken (fatal)
     RESUME_FAILED = "RESUME_FAILED"  # resume token unknown or grace over: new session given
     ROOM_FORBIDDEN = "ROOM_FORBIDDEN"  # the token's room patterns do not allow this room
+    WATCH_FORBIDDEN = "WATCH_FORBIDDEN"  # the credentials do not allow watching this user
     NOT_IN_ROOM = "NOT_IN_ROOM"  # the request needs membership of the room
     TOO_MANY_ROOMS = "TOO_MANY_ROOMS"  # over max_rooms_per_session
     TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"  # over max_subscriptions_per_session
@@ -53,7 +55,10 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4005  # reconnect and resume
     HEARTBEAT_TIMEOUT = 4006  # no pong in time: reconnect and resume
     SESSION_REPLACED = 4007  # the session was resumed on another connection
+    RATE_LIMITED = 4008  # a sustained flood of requests over the rate: slow down, resume
     FRAME_TOO_LARGE = 4009  # frame over the hard transport cap
+    DISCONNECTED = 4010  # the backend ended the session: reconnect with fresh credentials
+    TOKEN_EXPIRED = 4011  # the token ran out, no refresh came: reconnect with a fresh one, resume
 
 
 class LeaveReason(StrEnum):
@@ -63,5 +68,6 @@ class LeaveReason(StrEnum):
     GRACE_EXPIRED = "grace_expired"  # the transport was lost and no resume came in time
     INACTIVITY_TIMEOUT = "inactivity_timeout"  # idle past inactivity_timeout
     KICKED = "kicked"  # removed by the backend
+    DISCONNECTED = "disconnected"  # the backend ended the session (it may come back fresh)
     OFFLINE = "offline"  # the user went invisible: appears offline to others
     NODE_LOST = "node_lost"  # its gateway node died and no resume came in time

@@ -69,6 +69,8 @@ __all__ = [
     "PresenceUnsubscribe",
     "PresenceUnsubscribed",
     "Ref",
+    "Refresh",
+    "Refreshed",
     "RoomBatch",
     "RoomCount",
     "RoomCountReply",
@@ -81,6 +83,7 @@ __all__ = [
     "RoomMembersReply",
     "RoomMeta",
     "RoomMetaUpdated",
+    "RoomRemoved",
     "RoomSummary",
     "ServerMessage",
     "StatusSet",
@@ -160,6 +163,13 @@ class Logout(ClientBase, tag="logout"):
     """End the session now: every room sees it leave at once (no grace)."""
 
 
+class Refresh(ClientBase, tag="refresh"):
+    """A fresh token for this session, before the one it authenticated with expires (the
+    JWT mode only; the same user). Answered with ``refreshed``."""
+
+    token: str
+
+
 ClientMessage = (
     Auth
     | Heartbeat
@@ -173,6 +183,7 @@ ClientMessage = (
     | PresenceSubscribe
     | PresenceUnsubscribe
     | Logout
+    | Refresh
     | MessageSend
     | MessageEdit
     | MessageDelete
@@ -188,13 +199,15 @@ ClientMessage = (
 
 
 class Member(Struct, kw_only=True, omit_defaults=True):
-    """One user as a room sees it: aggregated status, device count, metadata."""
+    """One user as a room sees it: aggregated status, device count, metadata, and when its
+    first session joined (``joined_at``, Unix seconds; absent when the server does not know)."""
 
     user: str
     status: str
     devices: int
     text: str | None = None
     meta: MetaObject | None = None
+    joined_at: float | None = None
 
 
 class Welcome(ServerBase, tag="welcome"):
@@ -218,11 +231,19 @@ class Welcome(ServerBase, tag="welcome"):
     text: str | None = None
     resume_error: str | None = None
     node: str | None = None  # the gateway node serving this connection
+    expires_at: float | None = None  # the token's exp: send refresh before, or be closed
     ref: Ref = None
 
 
 class HeartbeatAck(ServerBase, tag="heartbeat.ack"):
     time: float
+    ref: Ref = None
+
+
+class Refreshed(ServerBase, tag="refreshed"):
+    """The session now runs on the refreshed token, until ``expires_at`` (None: no exp)."""
+
+    expires_at: float | None = None
     ref: Ref = None
 
 
@@ -296,6 +317,9 @@ class PresenceUnsubscribed(ServerBase, tag="presence.unsubscribed"):
 
 
 class MemberJoined(ServerBase, tag="member.joined"):
+    """A user became visible in a room; ``joined_at`` as in :class:`Member` (a member that
+    stops being invisible keeps the time its first session joined)."""
+
     room: str
     version: int
     user: str
@@ -303,6 +327,7 @@ class MemberJoined(ServerBase, tag="member.joined"):
     devices: int
     text: str | None = None
     meta: MetaObject | None = None
+    joined_at: float | None = None
 
 
 class MemberLeft(ServerBase, tag="member.left"):
@@ -349,6 +374,16 @@ class RoomDeleted(ServerBase, tag="room.deleted"):
     reason: str = "deleted"
 
 
+class RoomRemoved(ServerBase, tag="room.removed"):
+    """The app's backend took this session out of the room (a kick from the room): the
+    connection stays up, the session is no longer in the room; joining it again is allowed
+    (the backend decides whether its rights still do)."""
+
+    room: str
+    reason: str  # a leave reason: "kicked"
+    message: str | None = None
+
+
 class DeviceDropped(ServerBase, tag="device.dropped"):
     """A device of a member lost its transport and is in grace (rooms that asked only)."""
 
@@ -388,6 +423,7 @@ class Error(ServerBase, tag="error"):
 ServerMessage = (
     Welcome
     | HeartbeatAck
+    | Refreshed
     | RoomJoined
     | RoomLeft
     | RoomMembersReply
@@ -403,6 +439,7 @@ ServerMessage = (
     | RoomBatch
     | RoomSummary
     | RoomDeleted
+    | RoomRemoved
     | DeviceDropped
     | DeviceBack
     | DeviceGone

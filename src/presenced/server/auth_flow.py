@@ -10,6 +10,7 @@ from presenced.auth import Identity, TokenVerifier, insecure_identity
 from presenced.config import Settings
 from presenced.errors import AuthError, ProtocolError
 from presenced.presence.session import Session
+from presenced.protocol.chat import SYSTEM_USER
 from presenced.protocol.codes import SUPPORTED_PROTOCOLS, ErrorCode
 from presenced.protocol.messages import Auth, Welcome
 from presenced.typing import NodeId
@@ -29,7 +30,21 @@ def check_protocol(msg: Auth) -> None:
 
 
 def identify(msg: Auth, verifier: TokenVerifier | None, insecure: bool, wall: float) -> Identity:
-    """Who the client is, or the error that says why it cannot be told."""
+    """Who the client is, or the error that says why it cannot be told. The user id
+    :data:`SYSTEM_USER` is the backend's own (its system messages): no client may be it."""
+    identity = _identify(msg, verifier, insecure, wall)
+    if identity.user == SYSTEM_USER:
+        raise AuthError(
+            ErrorCode.AUTH_FAILED,
+            f"the user id {SYSTEM_USER!r} is reserved for the app's backend",
+            field="token" if msg.token is not None else "user",
+            fatal=True,
+            reason="reserved_user",
+        )
+    return identity
+
+
+def _identify(msg: Auth, verifier: TokenVerifier | None, insecure: bool, wall: float) -> Identity:
     if insecure:
         if msg.user is None:
             if msg.token is not None:
@@ -38,6 +53,7 @@ def identify(msg: Auth, verifier: TokenVerifier | None, insecure: bool, wall: fl
                     "this server runs in insecure development mode: send `user`, not a token",
                     field="user",
                     fatal=True,
+                    reason="insecure_mode",
                 )
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, "missing required field `user`", field="user"
@@ -56,6 +72,7 @@ def welcome(
     msg: Auth,
     resumed: bool,
     resume_error: str | None = None,
+    expires_at: float | None = None,
 ) -> Welcome:
     return Welcome(
         session=session.id,
@@ -74,5 +91,6 @@ def welcome(
         text=session.text,
         resume_error=resume_error,
         node=node_id,
+        expires_at=expires_at,
         ref=msg.ref,
     )

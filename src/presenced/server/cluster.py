@@ -12,7 +12,14 @@ One task per node (never one per session) ticks every ``lease_interval``:
    lease was gone at renewal (the store restarted empty, or this node stalled past its ttl),
    re-assert every local session so shared state converges, without events, since nothing
    changed for the clients. A session another node took meanwhile is refused by the
-   owner check and let go here.
+   owner check and let go here;
+5. ping this node's own broker channel: the round trip is the pub/sub lag
+   (``presenced_pubsub_lag_seconds``).
+
+Every store or broker call of the task is in this loop, which stops on a flag as well as on
+its cancellation: redis-py can swallow a cancellation (the command then returns as if
+nothing happened), and a loop that stopped on the cancellation alone would run on and hang
+the node's shutdown.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
+
+from presenced import __version__
 
 if TYPE_CHECKING:
     from presenced.server.node import Node
@@ -40,6 +50,7 @@ class LeaseKeeper:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._ticks = 0
+        self.started_at = node.clock.wall()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-keeper")
@@ -79,6 +90,9 @@ class LeaseKeeper:
             await self.tick()
             if self._stopping:
                 break
+            await self.node.ping_broker()
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
 
@@ -105,9 +119,14 @@ class LeaseKeeper:
             every = max(1, int(settings.session_ttl / 4 / settings.lease_interval))
             if self._ticks % every == 0:
                 await nodes.refresh(node.registry, settings.session_ttl)
-            for dead in await nodes.expired():
-                if dead != node.node_id and await nodes.claim(dead):
-                    await self.reap(dead)
+            await nodes.report(node.node_id, self.report(), settings.lease_ttl)
+            await self.sweep()
+            # Old history goes by age even in rooms nobody touches (memory store).
+            expire_every = max(
+                1, int(min(60.0, settings.history_ttl / 4) / settings.lease_interval)
+            )
+            if self._ticks % expire_every == 0:
+                await node.backplane.messages.expire(node.clock.wall())
         except Exception as exc:
             if not self.degraded:
                 log.error("store unreachable, node %s is degraded: %s", node.node_id, exc)
@@ -115,8 +134,34 @@ class LeaseKeeper:
         finally:
             node.rearm()
 
-    async def reap(self, dead: str) -> None:
-        """Adopt a dead node's sessions into grace here; finish the ones it was ending."""
+    def report(self) -> dict[str, Any]:
+        """What this node says about itself each tick (the admin API's ``/v1/nodes``)."""
+        node = self.node
+        return {
+            "status": "draining" if node.draining else "degraded" if node.degraded else "ok",
+            "version": __version__,
+            "pid": os.getpid(),
+            "connections": node.connection_count,
+            "sessions": node.session_count,
+            "rooms": len(node.fanout.rooms.keys()),
+            "started_at": self.started_at,
+            "reported_at": node.clock.wall(),
+        }
+
+    async def sweep(self) -> dict[str, int]:
+        """Reap every node whose lease is gone and that no survivor claimed yet; returns
+        each reaped node with the number of its sessions taken over here."""
+        node = self.node
+        nodes = node.backplane.nodes
+        reaped: dict[str, int] = {}
+        for dead in await nodes.expired():
+            if dead != node.node_id and await nodes.claim(dead):
+                reaped[dead] = await self.reap(dead)
+        return reaped
+
+    async def reap(self, dead: str) -> int:
+        """Adopt a dead node's sessions into grace here; finish the ones it was ending.
+        Returns how many sessions that was, both kinds."""
         adopted, finished = await self.node.lifecycle.reap(dead)
         log.info(
             "reaped node %s: %d sessions in grace here, %d endings finished",
@@ -124,6 +169,7 @@ class LeaseKeeper:
             adopted,
             finished,
         )
+        return adopted + finished
 
     async def reap_previous_life(self) -> None:
         """Sessions recorded under this node's id that this process never had (it restarted

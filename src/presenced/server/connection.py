@@ -17,7 +17,7 @@ from presenced.errors import ProtocolError
 from presenced.presence.ratelimit import TokenBucket
 from presenced.presence.session import Session, SessionState
 from presenced.protocol.codec import decode_client, encode
-from presenced.protocol.codes import ErrorCode
+from presenced.protocol.codes import CloseCode, ErrorCode
 from presenced.protocol.messages import (
     Auth,
     ClientMessage,
@@ -35,6 +35,10 @@ __all__ = ["Connection"]
 
 log = logging.getLogger(__name__)
 
+FLOOD_FACTOR = 10
+"""Refusals in a row over the rate, in units of ``rate_burst``, after which a connection is
+closed with 4008 (RATE_LIMITED): a client over the rate by mistake backs off long before."""
+
 
 class Connection:
     """The gateway side of one WebSocket (a :class:`TransportHandler`)."""
@@ -42,7 +46,11 @@ class Connection:
     __slots__ = (
         "_backlog",
         "_busy",
+        "_strikes",
+        "bound",
         "bucket",
+        "client_ip",
+        "close_code",
         "closing",
         "id",
         "message_bucket",
@@ -61,6 +69,12 @@ class Connection:
         self.session: Session | None = None  # set once authenticated
         self.closing = False
         self.paused = False
+        # For the metrics and the logs: the code the socket closed with (1006, abnormal,
+        # until a close frame is sent or received), the client's address, and the session
+        # it authenticated as (kept until the socket is gone, for the "session closed" line).
+        self.close_code = 1006
+        self.client_ip = ""
+        self.bound: Session | None = None
         settings = node.settings
         now = node.clock.monotonic()
         self.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
@@ -68,6 +82,7 @@ class Connection:
         self._busy: asyncio.Task[None] | None = None
         # Requests waiting for the one running (None: one refused, answered in its turn).
         self._backlog: deque[bytes | None] | None = None
+        self._strikes = 0  # frames refused over the rate since one was last let through
 
     def __repr__(self) -> str:
         who = f"{self.session.user}/{self.session.device}" if self.session else "anonymous"
@@ -98,27 +113,61 @@ class Connection:
         if backlog is None:
             backlog = self._backlog = deque()
         if len(backlog) >= 4 * settings.rate_burst:
-            self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
+            if self._strike():
+                self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
             return
         waiting = len(backlog) - backlog.count(None)
         now = self.node.clock.monotonic()
-        if waiting < settings.rate_burst and self.bucket.take(now):
+        if waiting < settings.rate_burst and self._take(now):
             backlog.append(data)
-        else:
+        elif self._strike():
             backlog.append(None)  # refused in its turn
 
     def on_binary(self, data: bytes) -> None:
-        self.send_error(
-            ProtocolError(ErrorCode.BAD_JSON, "binary frames are not supported: send JSON text")
-        )
+        if self._charge():  # every frame costs a token, refused ones too
+            self.send_error(
+                ProtocolError(ErrorCode.BAD_JSON, "binary frames are not supported: send JSON text")
+            )
 
     def on_oversize(self, size: int) -> None:
         limit = self.node.settings.max_frame_bytes
-        self.send_error(
-            ProtocolError(
-                ErrorCode.FRAME_TOO_LARGE, f"frame of {size} bytes is over the limit of {limit}"
+        if self._charge():
+            self.send_error(
+                ProtocolError(
+                    ErrorCode.FRAME_TOO_LARGE, f"frame of {size} bytes is over the limit of {limit}"
+                )
             )
-        )
+
+    # --- the rate ------------------------------------------------------------------------
+
+    def _take(self, now: float) -> bool:
+        """One token for a frame; a frame let through ends a run of refusals."""
+        if self.bucket.take(now):
+            self._strikes = 0
+            return True
+        return False
+
+    def _strike(self) -> bool:
+        """A frame refused over the rate. A sustained flood, ``FLOOD_FACTOR`` x
+        ``rate_burst`` refusals in a row, closes the connection with 4008: the flooder
+        cannot keep the loop busy answering it (its session is in grace and may resume).
+        False once it is closing (nothing more to answer). Every refused frame passes here
+        once: it is counted here (``presenced_rate_limited_total{limit="request"}``)."""
+        self._strikes += 1
+        self.node.stats.was_rate_limited("request")
+        if self._strikes > FLOOD_FACTOR * self.node.settings.rate_burst and not self.closing:
+            log.info("closing %r: %d requests in a row over the rate", self, self._strikes)
+            self.close(CloseCode.RATE_LIMITED, "flooding: far over the rate; slow down")
+        return not self.closing
+
+    def _charge(self) -> bool:
+        """Charge a frame that is answered without decoding; False when it was refused
+        (and answered with RATE_LIMITED) instead."""
+        if self._take(self.node.clock.monotonic()):
+            return True
+        if self._strike():
+            self.send_error(self._over_rate())
+        return False
 
     def on_pong(self) -> None:
         if self.session is not None:
@@ -131,6 +180,10 @@ class Connection:
     def on_write_resumed(self) -> None:
         self.paused = False
         self.node.write_resumed(self)
+
+    def on_peer_close(self, code: int) -> None:
+        if not self.closing:  # the client closed first (else it echoes our code)
+            self.close_code = code
 
     def on_closed(self) -> None:
         self.closing = True
@@ -147,26 +200,33 @@ class Connection:
         try:
             message = decode_client(data, max_bytes=node.settings.max_frame_bytes)
         except ProtocolError as exc:
-            if not charged:
-                self.bucket.take(now)  # bad frames count against the rate too
+            if not charged and not self._take(now):  # bad frames count against the rate too
+                if self._strike():
+                    self.send_error(self._over_rate(exc.ref))
+                return
             self.send_error(exc)
             return
-        if not charged and not self.bucket.take(now):
-            self.send_error(self._over_rate(message.ref))
+        if not charged and not self._take(now):
+            if self._strike():
+                self.send_error(self._over_rate(message.ref))
             return
         session = self.session
-        if (
-            type(message) is Heartbeat
-            and session is not None
-            and session.state is SessionState.ACTIVE
-            and not session.auto_away
-        ):
-            # The commonest request of an idle node, answered inline: no coroutine, no task
-            # (a networked store runs every other request in a task), no store access.
-            # A heartbeat that lifts an auto-away takes the full path, which sets the status.
-            node.registry.activity(session.id, now)
-            self.send(HeartbeatAck(time=node.clock.wall(), ref=message.ref))
-            return
+        if type(message) is Heartbeat:
+            node.stats.heartbeats += 1
+            if (
+                session is not None
+                and session.state is SessionState.ACTIVE
+                and not session.auto_away
+            ):
+                # The commonest request of an idle node, answered inline: no coroutine, no
+                # task (a networked store runs every other request in a task), no store
+                # access. A heartbeat that lifts an auto-away takes the full path, which
+                # sets the status.
+                node.registry.activity(session.id, now)
+                wall = node.clock.wall()
+                session.last_active = wall
+                self.send(HeartbeatAck(time=wall, ref=message.ref))
+                return
         self.start(message)
 
     def start(self, message: ClientMessage) -> None:
@@ -192,6 +252,7 @@ class Connection:
                     )
             else:
                 session = self.session
+                session.last_active = node.clock.wall()  # saved with its next record write
                 if node.registry.activity(session.id, node.clock.monotonic()):
                     await node.activity_resumed(session)  # back from auto-away
                 await node.handle(self, message)
@@ -229,13 +290,23 @@ class Connection:
         self.send_bytes(encode(message))
 
     def send_bytes(self, data: bytes) -> None:
+        """Write one frame to this socket, counted (``stats.deliveries``)."""
+        self.node.stats.deliveries += 1
+        self.send_shared(data)
+
+    def send_shared(self, data: bytes) -> None:
+        """Write one frame of a broadcast: the fan-out counts its deliveries once per
+        broadcast (server/fanout.py), so this per-recipient path counts only a frame it
+        does not write (``stats.unsent``)."""
         transport = self.transport
         if transport is None or self.closing:
+            self.node.stats.unsent += 1
             return
         if self.paused and transport.buffered() > 4 * self.node.settings.send_queue_bytes:
             # Still far past the limit from earlier writes: do not wait for the slow-consumer
             # deadline to bound memory. (Checked before writing, so one large reply, such as
             # a recovery, gets the deadline's time to drain like anything else.)
+            self.node.stats.unsent += 1
             self.node.slow_consumer(self)
             return
         transport.send_text(data)
@@ -251,6 +322,7 @@ class Connection:
         if transport is None or self.closing:
             return
         self.closing = True
+        self.close_code = code
         transport.close(code, reason)
         if abort:
             transport.abort()

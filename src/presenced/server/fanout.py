@@ -3,7 +3,9 @@
 A :class:`ChannelTable` maps a key (a room, a watched user...) to the local connections that
 want its events, and keeps the node subscribed to the key's broker channel exactly while that
 set is non-empty. Delivery writes the same encoded bytes to every connection in the set,
-skipping the session that caused the event; nothing is awaited per recipient.
+skipping the session that caused the event; nothing is awaited per recipient. The deliveries
+are counted once per broadcast (``stats.deliveries += n``), not per recipient: an attribute
+increment per socket was a measurable share of the loop (docs/benchmarks.md).
 
 On a networked broker, presence events of one watched user are put in order by
 :class:`WatcherTable`: each carries its change's number (``seq``), and only a newer one than
@@ -24,6 +26,7 @@ from presenced.server.batching import (
     SummaryThrottle,
 )
 from presenced.server.ordering import Emit, Frame, RoomOrder
+from presenced.server.stats import NodeStats
 from presenced.store.base import Broker
 from presenced.typing import RoomId, UserId
 
@@ -63,7 +66,9 @@ def presence_channel(user: UserId) -> str:
 
 
 def node_channel(node: str) -> str:
-    """Notices for one node (a session it owned was taken by another)."""
+    """Notices for one node: a session it owned was taken by another (``moved``), a room
+    it owns sessions of was deleted (``deleted``), the backend acted on its sessions
+    (``admin``)."""
     return f"node:{node}"
 
 
@@ -75,12 +80,15 @@ def user_channel(user: UserId) -> str:
 class ChannelTable(Generic[K]):
     """Local connections per key, subscribed to the key's channel while any are there."""
 
-    __slots__ = ("_broker", "_channel", "_conns", "_spawn")
+    __slots__ = ("_broker", "_channel", "_conns", "_spawn", "_stats")
 
-    def __init__(self, broker: Broker, channel: Callable[[K], str], spawn: Spawn) -> None:
+    def __init__(
+        self, broker: Broker, channel: Callable[[K], str], spawn: Spawn, stats: NodeStats
+    ) -> None:
         self._broker = broker
         self._channel = channel
         self._spawn = spawn
+        self._stats = stats
         self._conns: dict[K, dict[Connection, None]] = {}
 
     def __contains__(self, key: object) -> bool:
@@ -118,10 +126,17 @@ class ChannelTable(Generic[K]):
 
     def deliver(self, key: K, data: bytes, origin: str | None) -> None:
         """Write ``data`` to every local connection under ``key`` but the origin session's."""
-        for conn in self._conns.get(key, ()):
+        conns = self._conns.get(key)
+        if conns is None:
+            return
+        sent = len(conns)
+        for conn in conns:
             session = conn.session
             if session is not None and session.id != origin:
-                conn.send_bytes(data)
+                conn.send_shared(data)
+            else:
+                sent -= 1  # the rare branch counts, not the one taken per recipient
+        self._stats.deliveries += sent
 
 
 class RoomTable(ChannelTable[RoomId]):
@@ -134,11 +149,12 @@ class RoomTable(ChannelTable[RoomId]):
         self,
         broker: Broker,
         spawn: Spawn,
+        stats: NodeStats,
         batch_window: float | None,
         summary_interval: float = 1.0,
         order: Callable[[Emit], RoomOrder] | None = None,
     ) -> None:
-        super().__init__(broker, room_channel, spawn)
+        super().__init__(broker, room_channel, spawn, stats)
         self.batcher = MembershipBatcher(batch_window, self._deliver_all) if batch_window else None
         self.summaries = SummaryThrottle(summary_interval, self._deliver_all)
         self.order = order(self._emit) if order is not None else None
@@ -190,17 +206,31 @@ class RoomTable(ChannelTable[RoomId]):
         # A message filled from the store: its author's device had the ack, not a copy.
         if self.batcher is not None:
             self.batcher.flush(key)
-        for conn in self._conns.get(key, ()):
+        conns = self._conns.get(key)
+        if conns is None:
+            return
+        sent = len(conns)
+        for conn in conns:
             session = conn.session
             if session is not None and (session.user, session.device) != author:
-                conn.send_bytes(data)
+                conn.send_shared(data)
+            else:
+                sent -= 1
+        self._stats.deliveries += sent
 
     def _deliver_all(self, room: RoomId, frame: bytes) -> None:
         # A batch goes to every local member, the sessions that caused its events included:
         # their own events carry versions no newer than their snapshot, which clients skip.
-        for conn in self._conns.get(room, ()):
+        conns = self._conns.get(room)
+        if conns is None:
+            return
+        sent = len(conns)
+        for conn in conns:
             if conn.session is not None:
-                conn.send_bytes(frame)
+                conn.send_shared(frame)
+            else:
+                sent -= 1
+        self._stats.deliveries += sent
 
     def discard(self, key: RoomId, conn: Connection) -> None:
         super().discard(key, conn)
@@ -230,8 +260,10 @@ class WatcherTable(ChannelTable[UserId]):
 
     __slots__ = ("_last", "ordered")
 
-    def __init__(self, broker: Broker, spawn: Spawn, ordered: bool = False) -> None:
-        super().__init__(broker, presence_channel, spawn)
+    def __init__(
+        self, broker: Broker, spawn: Spawn, stats: NodeStats, ordered: bool = False
+    ) -> None:
+        super().__init__(broker, presence_channel, spawn, stats)
         self.ordered = ordered
         self._last: dict[UserId, int] = {}
 
@@ -260,14 +292,15 @@ class LocalFanout:
         self,
         broker: Broker,
         spawn: Spawn,
+        stats: NodeStats,
         batch_window: float | None = None,
         summary_interval: float = 1.0,
         order: Callable[[Emit], RoomOrder] | None = None,
     ) -> None:
-        self.rooms = RoomTable(broker, spawn, batch_window, summary_interval, order)
-        self.devices: ChannelTable[RoomId] = ChannelTable(broker, device_channel, spawn)
-        self.watchers = WatcherTable(broker, spawn, ordered=not broker.inline)
-        self.users: ChannelTable[UserId] = ChannelTable(broker, user_channel, spawn)
+        self.rooms = RoomTable(broker, spawn, stats, batch_window, summary_interval, order)
+        self.devices: ChannelTable[RoomId] = ChannelTable(broker, device_channel, spawn, stats)
+        self.watchers = WatcherTable(broker, spawn, stats, ordered=not broker.inline)
+        self.users: ChannelTable[UserId] = ChannelTable(broker, user_channel, spawn, stats)
 
     async def join_room(self, conn: Connection, room: RoomId, device_events: bool) -> None:
         await self.rooms.add(room, conn)

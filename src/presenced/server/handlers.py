@@ -27,6 +27,8 @@ from presenced.protocol.messages import (
     PresenceSubscribed,
     PresenceUnsubscribe,
     PresenceUnsubscribed,
+    Refresh,
+    Refreshed,
     RoomCount,
     RoomCountReply,
     RoomJoin,
@@ -136,6 +138,14 @@ async def _subscribe(
     lc: Lifecycle, conn: Connection, session: Session, msg: PresenceSubscribe
 ) -> None:
     users = [UserId(u) for u in dict.fromkeys(msg.users)]
+    for index, user in enumerate(msg.users):
+        if not lc.may_watch(session, UserId(user)):
+            raise ProtocolError(
+                ErrorCode.WATCH_FORBIDDEN,
+                f"this session's credentials do not allow watching {user!r} (the token's "
+                "`watch` claim, or the server's watch_without_claim); nothing subscribed",
+                field=f"users[{index}]",
+            )
     new = [u for u in users if u not in session.subscriptions]
     limit = lc.settings.max_subscriptions_per_session
     if len(session.subscriptions) + len(new) > limit:
@@ -157,6 +167,10 @@ async def _unsubscribe(
     conn.send(PresenceUnsubscribed(users=list(users), ref=msg.ref))
 
 
+async def _refresh(lc: Lifecycle, conn: Connection, session: Session, msg: Refresh) -> None:
+    conn.send(Refreshed(expires_at=await lc.refresh(session, msg.token), ref=msg.ref))
+
+
 async def _logout(lc: Lifecycle, conn: Connection, session: Session, msg: Logout) -> None:
     await lc.logout(conn, session)
 
@@ -174,5 +188,6 @@ _HANDLERS: dict[type[Any], Handler] = {
     PresenceSubscribe: _subscribe,
     PresenceUnsubscribe: _unsubscribe,
     Logout: _logout,
+    Refresh: _refresh,
 }
 _ALL: dict[type[Any], Handler] = {**_HANDLERS, **MESSAGING_HANDLERS}

@@ -1,10 +1,12 @@
 """The one owner of every session and room transition on a node.
 
-Sockets (through :mod:`handlers`), the node's timer, the lease keeper and, next, the HTTP API
-all change sessions and rooms through a :class:`Lifecycle`, and nothing else does: open,
-authenticate, resume (here or from another node), join, leave, meta, status, watch, typing,
-grace, adoption from a dead node, re-assertion after a store outage, inactivity, force-leave,
-kick and end. Each transition follows the same rules:
+Sockets (through :mod:`handlers`), the node's timer, the lease keeper and the backend's
+actions (:mod:`presenced.server.admin`, which the HTTP API calls and which finds the sessions
+on every node) all change sessions and rooms through a :class:`Lifecycle`, and nothing else
+does: open, authenticate, resume (here or from another node), join, leave, meta, status,
+watch, typing, grace, adoption from a dead node, re-assertion after a store outage,
+inactivity, force-leave, kick, disconnect, removal from a room and end. Each transition
+follows the same rules:
 
 - **validate first**: what the codec could not check (rights, limits, ownership of a resumed
   session) is checked before anything is written;
@@ -30,14 +32,16 @@ from typing import TYPE_CHECKING, Any
 from presenced.auth import Identity, TokenVerifier, room_allowed
 from presenced.clock import Clock
 from presenced.config import Settings
+from presenced.errors import AuthError, ProtocolError
+from presenced.events.export import EventExport
 from presenced.presence.liveness import DeadlineKind, SessionRegistry
 from presenced.presence.roster import RoomChange, RoomDeletion
 from presenced.presence.session import RoomOptions, Session, SessionEvent, SessionState
 from presenced.presence.status import PresenceChange
-from presenced.presence.typing_book import TypingBook
+from presenced.presence.typing_book import TypingBook, typing_key, typing_of_key
 from presenced.protocol.chat import Position, RoomRecovered, TypingEvent
 from presenced.protocol.codec import encode
-from presenced.protocol.codes import CloseCode, LeaveReason
+from presenced.protocol.codes import CloseCode, ErrorCode, LeaveReason
 from presenced.protocol.messages import (
     Auth,
     DeviceBack,
@@ -47,6 +51,7 @@ from presenced.protocol.messages import (
     Presence,
     RoomDeleted,
     RoomJoined,
+    RoomRemoved,
 )
 from presenced.server.auth_flow import check_protocol, identify, welcome
 from presenced.server.fanout import LocalFanout, device_channel, node_channel, room_channel
@@ -64,6 +69,15 @@ log = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 
+_CLOSE_CODES: dict[LeaveReason, int] = {
+    LeaveReason.LEFT: CloseCode.NORMAL,
+    LeaveReason.KICKED: CloseCode.FORCE_LEAVE,
+    LeaveReason.INACTIVITY_TIMEOUT: CloseCode.FORCE_LEAVE,
+    LeaveReason.DISCONNECTED: CloseCode.DISCONNECTED,
+}
+"""The code the server closed a session's connection with, by the reason it ended (none for
+a session whose transport was lost and whose grace ran out: it had no connection then)."""
+
 
 class Lifecycle:
     """Every session and room transition of one node, and its local view of them."""
@@ -79,6 +93,7 @@ class Lifecycle:
         spawn: Spawn,
         rearm: Callable[[], None],
         verifier: TokenVerifier | None,
+        export: EventExport | None = None,
     ) -> None:
         self.settings = settings
         self.backplane = backplane
@@ -86,7 +101,8 @@ class Lifecycle:
         self.node_id = node_id
         self.registry = registry
         self.fanout = fanout
-        self.events = RoomEvents(backplane, settings.room_summary_above)
+        self.events = RoomEvents(backplane, settings.room_summary_above, export)
+        self.export = self.events.export
         self.typing = TypingBook(settings.typing_throttle)
         self.spawn = spawn
         self.rearm = rearm
@@ -94,6 +110,9 @@ class Lifecycle:
         self.insecure = settings.effective_auth_mode == "insecure"
         self.pending: dict[str, Connection] = {}  # not yet authenticated, by connection id
         self.by_session: dict[SessionId, Connection] = {}
+        # Sessions in grace here because their node died (or drained) and not resumed since:
+        # when that grace runs out, they leave with reason node_lost.
+        self.adopted: set[SessionId] = set()
 
     # --- the local view -----------------------------------------------------------------------
 
@@ -130,6 +149,8 @@ class Lifecycle:
     def authenticated(self, conn: Connection) -> None:
         self.registry.disarm(DeadlineKind.AUTH, conn.id)
         self.pending.pop(conn.id, None)
+        if conn.transport is not None:
+            conn.transport.authenticated()
 
     # --- open and resume ----------------------------------------------------------------------
 
@@ -138,25 +159,67 @@ class Lifecycle:
         that says why not. A step that fails undoes the ones before it and leaves the
         connection unauthenticated (it may try again)."""
         check_protocol(msg)
+        if self.verifier is not None:
+            await self.verifier.prepare(msg.token)  # a JWKS key rotated in: fetched first
         identity = identify(msg, self.verifier, self.insecure, self.clock.wall())
         self.authenticated(conn)
         try:
             now = self.clock.monotonic()
             resume_error: str | None = None
-            if msg.resume is not None:
-                if await self._resume(conn, identity, msg, now):
-                    return
-                resume_error = "resume token unknown or grace expired: a new session was opened"
-            await self._open(conn, identity, msg, now, resume_error)
+            if msg.resume is None or not await self._resume(conn, identity, msg, now):
+                if msg.resume is not None:
+                    resume_error = "resume token unknown or grace expired: a new session was opened"
+                await self._open(conn, identity, msg, now, resume_error)
         except BaseException:
             if conn.session is None:
                 self.waiting_for_auth(conn)
             raise
+        if conn.session is not None:
+            self.token_expires(conn.session, identity.expires_at)
+
+    def token_expires(self, session: Session, expires_at: float | None) -> None:
+        """Arm (or, with no ``exp``, disarm) the TOKEN deadline of a session: when it fires
+        the session's connection is closed with TOKEN_EXPIRED unless a refresh re-armed it."""
+        if expires_at is None:
+            self.registry.disarm(DeadlineKind.TOKEN, session.id)
+            return
+        left = max(0.0, expires_at - self.clock.wall())
+        self.registry.arm(DeadlineKind.TOKEN, session.id, self.clock.monotonic() + left)
+        self.rearm()
+
+    async def refresh(self, session: Session, token: str) -> float | None:
+        """Move the session onto a fresh ``token`` (its user's; rooms claim and moderation
+        taken from it); the new expiry. A token that fails is refused without closing: the
+        session runs on until the old one expires."""
+        if self.verifier is None:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                "this server runs in insecure development mode: there is no token to refresh",
+                field="token",
+            )
+        await self.verifier.prepare(token)
+        try:
+            identity = self.verifier.verify(token, self.clock.wall())
+        except AuthError as exc:
+            raise AuthError(exc.code, exc.message, field="token", reason=exc.reason) from None
+        if identity.user != session.user:
+            raise AuthError(
+                ErrorCode.AUTH_FAILED,
+                f"the token is for user {identity.user!r}, not this session's",
+                field="token",
+                reason="other_user",
+            )
+        session.room_patterns = identity.rooms
+        session.watch_patterns = identity.watch
+        session.moderator = identity.moderator
+        self.token_expires(session, identity.expires_at)
+        return identity.expires_at
 
     async def _open(
         self, conn: Connection, identity: Identity, msg: Auth, now: float, resume_error: str | None
     ) -> None:
         """A fresh session: record first, then presence; undone whole if a step fails."""
+        wall = self.clock.wall()
         session = Session(
             id=SessionId(secrets.token_urlsafe(12)),
             user=identity.user,
@@ -165,20 +228,32 @@ class Lifecycle:
             device_info=msg.device_info,
             moderator=identity.moderator,
             room_patterns=identity.rooms,
+            watch_patterns=identity.watch,
             node=self.node_id,
+            connected_at=wall,
+            last_active=wall,
         )
         self.registry.add(session, now)
+        opened: dict[str, Any] | None = None
+        if self.export.enabled:
+            opened = {"session": session.id, "device": session.device, "node": self.node_id}
+            if session.device_info:
+                opened["device_info"] = session.device_info
         try:
             await self.attach(conn, session)
             if not await self.save(session):
                 return  # not reached: a fresh id has no other owner
             change = await self.backplane.presence.set(
-                session.user, session.id, session.effective_status, None, self.clock.wall()
-            )
+                session.user, session.id, session.effective_status, None, wall,
+                exported=None if opened is None else {"session.opened": opened},
+            )  # fmt: skip
         except BaseException:
             await self._undo_open(conn, session)
             raise
-        conn.send(welcome(self.settings, self.node_id, session, msg, False, resume_error))
+        exp = identity.expires_at
+        conn.send(welcome(self.settings, self.node_id, session, msg, False, resume_error, exp))
+        if opened is not None:  # (a store with an outbox wrote it with the change)
+            self.export.emit("session.opened", user=session.user, data=opened)
         await self.events.presence_changed(session.user, change)
 
     async def _undo_open(self, conn: Connection, session: Session) -> None:
@@ -190,7 +265,10 @@ class Lifecycle:
         self.detach(conn, session)
         backplane = self.backplane
         wall = self.clock.wall()
-        if await _undo_step(backplane.presence.remove(session.user, session.id, wall)):
+        # A store that wrote session.opened before the step failed writes its end too.
+        closed = self._closed_event(session, "open_failed", None)
+        remove = backplane.presence.remove(session.user, session.id, wall, closed)
+        if await _undo_step(remove):
             await _undo_step(backplane.sessions.delete(session.id, owner=self.node_id))
         self.rearm()
 
@@ -210,12 +288,18 @@ class Lifecycle:
             registry.transport_lost(session.id, now)
             await self.entered_grace(session)
         registry.resume(session.id, now, secrets.token_urlsafe(24))
+        self.adopted.discard(session.id)
+        session.last_active = self.clock.wall()  # coming back is activity
         try:
             await self.attach(conn, session)
             # The rights are the credentials' presented now, not the first token's.
             session.room_patterns = identity.rooms
+            session.watch_patterns = identity.watch
             session.moderator = identity.moderator
             await self._leave_forbidden_rooms(session)
+            forbidden = self.watch_forbidden(session)
+            if forbidden:  # (the record is saved after, with the rest of the resume)
+                await self.unwatch(conn, session, forbidden)
             if session.auto_away:  # coming back is activity
                 session.auto_away = False
                 await self.set_status(session)
@@ -228,7 +312,8 @@ class Lifecycle:
         except BaseException:
             self._back_to_grace(conn, session)
             raise
-        conn.send(welcome(self.settings, self.node_id, session, msg, True))
+        exp = identity.expires_at
+        conn.send(welcome(self.settings, self.node_id, session, msg, True, None, exp))
         positions = msg.positions or {}
         for room in session.rooms:
             await self.recover(conn, session, room, positions.get(room))
@@ -288,6 +373,7 @@ class Lifecycle:
         """Another node took this session (it resumed there): drop it without ending it."""
         if self.registry.get(session.id) is session:
             self.registry.release(session.id)
+        self.adopted.discard(session.id)
         conn = self.by_session.get(session.id)
         if conn is not None:
             self.detach(conn, session)
@@ -337,24 +423,59 @@ class Lifecycle:
         """Own a session whose node died: it enters grace here from ``now``."""
         session.marks.clear()
         self.registry.adopt_in_grace(session, now)
+        self.adopted.add(session.id)
         self.spawn(self.entered_grace(session, adopted=True))
+
+    def grace_reason(self, session: Session) -> LeaveReason:
+        """Why a session whose grace ran out here leaves: ``node_lost`` when it was adopted
+        from a dead node and never came back, else ``grace_expired``."""
+        return LeaveReason.NODE_LOST if session.id in self.adopted else LeaveReason.GRACE_EXPIRED
 
     # --- ending -------------------------------------------------------------------------------
 
-    async def end(self, session: Session, reason: LeaveReason) -> None:
+    async def end(
+        self, session: Session, reason: LeaveReason, farewell: dict[str, Any] | None = None
+    ) -> None:
         """A CLOSED session leaves every room and its user's presence, at once. The CLOSED
         record is written first, so that a node dying half-way leaves the job to its reaper."""
         if await self.save(session):
-            await self.finish(session, reason)
+            await self.finish(session, reason, farewell)
 
-    async def finish(self, session: Session, reason: LeaveReason) -> None:
-        """Remove a CLOSED session from its rooms and its user's presence, then its record."""
+    async def finish(
+        self, session: Session, reason: LeaveReason, farewell: dict[str, Any] | None = None
+    ) -> None:
+        """Remove a CLOSED session from its rooms and its user's presence, then its record.
+        ``farewell``: the data of the force_leave that ended it, which a store with an outbox
+        writes with session.closed, in the step that takes the session out of presence."""
+        self.adopted.discard(session.id)
+        self.registry.disarm(DeadlineKind.TOKEN, session.id)
         backplane = self.backplane
         for room in list(session.rooms):
             await self._remove_member(session, room, reason)
-        presence = await backplane.presence.remove(session.user, session.id, self.clock.wall())
+        exported = self._closed_event(session, reason.value, _CLOSE_CODES.get(reason))
+        if exported is not None and farewell is not None:
+            exported = {"force_leave": farewell, **exported}
+        wall = self.clock.wall()
+        presence = await backplane.presence.remove(session.user, session.id, wall, exported)
         await backplane.sessions.delete(session.id, owner=self.node_id)
+        if exported is not None:  # (a store with an outbox wrote it with the change)
+            self.export.emit("session.closed", user=session.user, data=exported["session.closed"])
         await self.events.presence_changed(session.user, presence)
+
+    def _closed_event(
+        self, session: Session, reason: str, close_code: int | None
+    ) -> dict[str, dict[str, Any]] | None:
+        """The session.closed a removal from presence reports (None: no sink listens)."""
+        if not self.export.enabled:
+            return None
+        data = {
+            "session": session.id,
+            "device": session.device,
+            "reason": reason,
+            "close_code": close_code,
+            "duration": round(self.clock.wall() - session.connected_at, 3),
+        }
+        return {"session.closed": data}
 
     def force_leave(self, session: Session, reason: LeaveReason, message: str) -> None:
         """Tell the client why, close its socket, and remove the (already CLOSED) session."""
@@ -363,7 +484,11 @@ class Lifecycle:
             self.detach(conn, session)
             conn.send(ForceLeave(reason=reason.value, message=message))
             conn.close(CloseCode.FORCE_LEAVE, reason.value)
-        self.spawn(self.end(session, reason))
+        farewell = None
+        if self.export.enabled:
+            farewell = {"session": session.id, "reason": reason.value, "message": message}
+            self.export.emit("force_leave", user=session.user, data=farewell)
+        self.spawn(self.end(session, reason, farewell))
 
     async def logout(self, conn: Connection, session: Session) -> None:
         self.registry.close(session.id, SessionEvent.LEAVE)
@@ -373,14 +498,27 @@ class Lifecycle:
 
     def kick(self, user: UserId, message: str = "removed by the server") -> int:
         """Force-leave every local session of ``user``; returns how many were ended."""
-        ended = 0
-        for session in list(self.registry):
-            if session.user == user:
-                self.registry.close(session.id, SessionEvent.KICK)
-                self.force_leave(session, LeaveReason.KICKED, message)
-                ended += 1
+        sessions = [s.id for s in self.registry if s.user == user]
+        return sum(self.end_by_backend(sid, LeaveReason.KICKED, message) for sid in sessions)
+
+    def end_by_backend(self, session_id: SessionId, reason: LeaveReason, message: str) -> bool:
+        """The backend ended a local session, connected or in grace, at once: a kick
+        (``kicked``) sends ``force_leave`` and closes 4003; a disconnect (``disconnected``)
+        closes 4010 with ``message`` (reconnect afresh, do not resume). False when this node
+        does not own the session (it moved or ended meanwhile): nothing to do here."""
+        if self.registry.get(session_id) is None:
+            return False
+        session = self.registry.close(session_id, SessionEvent.KICK)
+        if reason is LeaveReason.KICKED:
+            self.force_leave(session, reason, message)
+        else:
+            conn = self.by_session.get(session.id)
+            if conn is not None:
+                self.detach(conn, session)
+                conn.close(CloseCode.DISCONNECTED, message)
+            self.spawn(self.end(session, reason))
         self.rearm()
-        return ended
+        return True
 
     # --- rooms --------------------------------------------------------------------------------
 
@@ -417,11 +555,16 @@ class Lifecycle:
         room: RoomId,
         meta: dict[str, Any] | None,
         hidden: bool | None = None,
+        *,
+        quiet: bool = False,
     ) -> RoomChange:
-        """The store's room add for a session (hidden while its user is invisible)."""
+        """The store's room add for a session (hidden while its user is invisible);
+        ``quiet``: reported to no one (a store with an outbox writes no event)."""
         if hidden is None:
             hidden = await self._invisible(session.user)
-        return await self.backplane.rooms.add(room, session.user, session.id, meta, hidden)
+        return await self.backplane.rooms.add(
+            room, session.user, session.id, meta, hidden, self.clock.wall(), quiet=quiet
+        )
 
     async def _invisible(self, user: UserId) -> bool:
         return (await self.backplane.presence.get_private(user)).status == "invisible"
@@ -438,7 +581,9 @@ class Lifecycle:
             session.rooms.pop(room, None)
         try:
             if previous is None:
-                change = await self.backplane.rooms.remove(room, session.user, session.id)
+                change = await self.backplane.rooms.remove(
+                    room, session.user, session.id, LeaveReason.LEFT.value
+                )
                 await self.events.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
             await self.save(session)
         except Exception:
@@ -451,15 +596,56 @@ class Lifecycle:
         self.fanout.leave_room(conn, room)
         await self.save(session)
 
+    async def remove_from_room(self, session_id: SessionId, room: RoomId, message: str) -> bool:
+        """The backend took a local session (connected or in grace) out of a room. Out of
+        the room in the session first (its requests for the room are refused from now on),
+        then in the store (others see member.left ``kicked``, or member.updated; undone if
+        that fails), then the client is told (``room.removed``) and the record saved. False
+        when this node does not own the session or it is not in the room."""
+        session = self.registry.get(session_id)
+        if session is None or room not in session.rooms:
+            return False
+        options = session.rooms.pop(room)
+        mark = session.marks.pop(room, None)
+        try:
+            await self._remove_member(session, room, LeaveReason.KICKED)
+        except BaseException:
+            if self.registry.get(session_id) is session:
+                session.rooms.setdefault(room, options)
+                if mark is not None:
+                    session.marks.setdefault(room, mark)
+            raise
+        conn = self.by_session.get(session.id)
+        if conn is not None:
+            self.fanout.leave_room(conn, room)
+            conn.send(RoomRemoved(room=room, reason=LeaveReason.KICKED.value, message=message))
+        if self.registry.get(session_id) is session:  # not ended meanwhile: no record again
+            await self.save(session)
+        return True
+
     async def _remove_member(self, session: Session, room: RoomId, reason: LeaveReason) -> None:
         """Stop its typing, take the session out of the room; device.gone (for an ending that
         is not a plain leave) then the member event."""
         await self.clear_typing(session, room)
-        change = await self.backplane.rooms.remove(room, session.user, session.id)
+        change = await self.backplane.rooms.remove(room, session.user, session.id, reason.value)
         if reason is not LeaveReason.LEFT:
             gone = DeviceGone(room=room, user=session.user, device=session.device, reason=reason)
             await self.backplane.broker.publish(device_channel(room), encode(gone), session.id)
         await self.events.publish_change(change, reason=reason, origin=session.id)
+
+    async def remove_orphan(self, room: RoomId, user: UserId, session_id: SessionId) -> None:
+        """Cleanup: a room membership that no live session record backs (its node died and
+        nobody reaped it in time) leaves the room, with ``member.left`` (reason
+        ``node_lost``) when it was the user's last session there."""
+        reason = LeaveReason.NODE_LOST
+        change = await self.backplane.rooms.remove(room, user, session_id, reason.value)
+        await self.events.publish_change(change, reason=reason, origin=None)
+
+    async def remove_orphan_presence(self, user: UserId, session_id: SessionId) -> None:
+        """Cleanup: a presence entry whose session record is gone leaves the user's presence
+        (watchers see the user go offline when it was the last)."""
+        change = await self.backplane.presence.remove(user, session_id, self.clock.wall())
+        await self.events.presence_changed(user, change)
 
     async def delete_room(self, room: RoomId, reason: str = "deleted") -> RoomDeletion:
         """Delete a room, cluster-wide: its members all leave at once and its history goes.
@@ -470,7 +656,10 @@ class Lifecycle:
         (:meth:`room_deleted`), this node included. No member.left is sent: the one event
         says it for everyone."""
         backplane = self.backplane
-        deletion = await backplane.rooms.delete(room)
+        deletion = await backplane.rooms.delete(room, reason)
+        if deletion.members or deletion.version:
+            gone = {"reason": reason, "members": sorted(deletion.members)}
+            self.export.emit("room.deleted", room=room, data=gone)
         await backplane.messages.drop(room)
         data = encode(RoomDeleted(room=room, version=deletion.version, reason=reason))
         await backplane.broker.publish(room_channel(room), data, None)
@@ -530,21 +719,39 @@ class Lifecycle:
         return change
 
     async def watch(
-        self, conn: Connection, session: Session, users: list[UserId]
+        self, conn: Connection | None, session: Session, users: list[UserId]
     ) -> list[Presence]:
-        """Start watching ``users`` (limits checked by the caller); their presence now."""
+        """Start watching ``users`` (limits checked by the caller); their presence now.
+        ``conn`` is None for a session in grace: it watches them once it resumes."""
         for user in users:
             if user not in session.subscriptions:
                 session.subscriptions.add(user)
-                await self.fanout.watchers.add(user, conn)
+                if conn is not None:
+                    await self.fanout.watchers.add(user, conn)
         await self.save(session)
         return await self.events.presence_of(users)
 
-    async def unwatch(self, conn: Connection, session: Session, users: Iterable[UserId]) -> None:
+    def may_watch(self, session: Session, user: UserId) -> bool:
+        """Whether the session's credentials let it watch ``user``: the token's ``watch``
+        patterns, or without that claim the ``watch_without_claim`` setting."""
+        if user == session.user:  # one's own other devices
+            return True
+        if session.watch_patterns is not None:
+            return room_allowed(session.watch_patterns, user)
+        return self.settings.watch_without_claim == "any"
+
+    def watch_forbidden(self, session: Session) -> list[UserId]:
+        """The users the session watches that its credentials no longer allow."""
+        return sorted(u for u in session.subscriptions if not self.may_watch(session, u))
+
+    async def unwatch(
+        self, conn: Connection | None, session: Session, users: Iterable[UserId]
+    ) -> None:
         for user in users:
             if user in session.subscriptions:
                 session.subscriptions.discard(user)
-                self.fanout.watchers.discard(user, conn)
+                if conn is not None:
+                    self.fanout.watchers.discard(user, conn)
         await self.save(session)
 
     async def publish_device(
@@ -567,16 +774,22 @@ class Lifecycle:
     async def start_typing(self, session: Session, room: RoomId) -> None:
         now = self.clock.monotonic()
         key = self.typing.start(session.id, room, now)
-        if key is None:
-            return  # throttled: the indicator is on and was renewed just now
+        if key is None:  # throttled: on and renewed just now, or stopped and started just now
+            until = self.typing.deferred_until(session.id, room)
+            if until is not None:  # applied then, unless a stop comes first
+                self.registry.arm(DeadlineKind.TYPING_DEFERRED, typing_key(session.id, room), until)
+                self.rearm()
+            return
         self.registry.arm(DeadlineKind.TYPING, key, now + self.settings.typing_timeout)
         change = await self.backplane.typing.start(room, session.user, self.clock.wall())
         if change is not None:
+            self.export.emit("typing.started", room=room, user=session.user)
             await self._publish_typing(room, change, session.id)
 
     async def clear_typing(self, session: Session, room: RoomId, *, owned: bool = True) -> None:
         """Stop the session's typing indicator in a room, if it has one (``owned=False``: in
         the store whether or not this node started it, as for an adopted session)."""
+        self.registry.disarm(DeadlineKind.TYPING_DEFERRED, typing_key(session.id, room))
         key = self.typing.stop(session.id, room)
         if key is not None:
             self.registry.disarm(DeadlineKind.TYPING, key)
@@ -584,7 +797,15 @@ class Lifecycle:
             return
         change = await self.backplane.typing.stop(room, session.user, self.clock.wall())
         if change is not None:
+            self.export.emit("typing.stopped", room=room, user=session.user)
             await self._publish_typing(room, change, session.id if key is not None else None)
+
+    async def typing_deferred(self, key: str) -> None:
+        """A start the throttle held back may go now (no stop came meanwhile)."""
+        session_id, room = typing_of_key(key)
+        session = self.registry.get(session_id)
+        if session is not None and room in session.rooms and session.id in self.by_session:
+            await self.start_typing(session, room)
 
     async def typing_expired(self, key: str) -> None:
         """A TYPING deadline fired: the session stopped renewing."""
@@ -592,8 +813,11 @@ class Lifecycle:
         session = self.registry.get(session_id)
         if session is None:
             return
-        change = await self.backplane.typing.stop(room, session.user, self.clock.wall())
+        change = await self.backplane.typing.stop(
+            room, session.user, self.clock.wall(), expired=True
+        )
         if change is not None:
+            self.export.emit("typing.stopped", room=room, user=session.user, data={"expired": True})
             await self._publish_typing(room, change, None)
 
     async def _publish_typing(self, room: RoomId, change: TypingChange, origin: str | None) -> None:
@@ -670,11 +894,12 @@ class Lifecycle:
             if not await self.save(session):
                 continue
             await backplane.presence.set(
-                session.user, session.id, session.effective_status, session.text, wall
-            )
+                session.user, session.id, session.effective_status, session.text, wall,
+                quiet=True,
+            )  # fmt: skip
             hidden = await self._invisible(session.user)
             for room, options in session.rooms.items():
-                await self._add_member(session, room, options.meta, hidden)
+                await self._add_member(session, room, options.meta, hidden, quiet=True)
             count += 1
         return count
 

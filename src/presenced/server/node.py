@@ -2,9 +2,10 @@
 connections, and runs the node's one timer.
 
 The node owns what is per process: its connections (through :class:`Connection`), one timer
-armed at the :class:`SessionRegistry`'s next deadline, the lease keeper, and drain. Every
-session and room transition is the :class:`Lifecycle`'s, whoever asks for it: a request
-(routed by :mod:`handlers`), a deadline, the lease keeper.
+armed at the :class:`SessionRegistry`'s next deadline, the lease keeper, the notices other
+nodes send it, and drain. Every session and room transition is the :class:`Lifecycle`'s,
+whoever asks for it: a request (routed by :mod:`handlers`), a deadline, the lease keeper,
+the backend (through :attr:`Node.admin`, an :class:`AdminActions`).
 """
 
 from __future__ import annotations
@@ -21,18 +22,25 @@ from presenced.auth import TokenVerifier
 from presenced.clock import Clock
 from presenced.config import Settings
 from presenced.errors import AuthError, ProtocolError
+from presenced.events.sinks import export_from_settings
+from presenced.logs import fields
 from presenced.presence.liveness import Deadline, DeadlineKind, LivenessPolicy, SessionRegistry
 from presenced.presence.session import Session
+from presenced.protocol.chat import MessageSend
 from presenced.protocol.codec import convert_auth, decode_server
 from presenced.protocol.codes import CloseCode, ErrorCode, LeaveReason
 from presenced.protocol.messages import Auth, ClientMessage, RoomDeleted
+from presenced.server.admin import AdminActions
+from presenced.server.client_ip import ClientAddress
 from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
 from presenced.server.eager import Runner, run_eager, run_in_task
 from presenced.server.fanout import LocalFanout, node_channel
 from presenced.server.handlers import dispatch
+from presenced.server.instrument import instrument
 from presenced.server.lifecycle import Lifecycle
 from presenced.server.ordering import Emit, RoomOrder
+from presenced.server.stats import NodeStats
 from presenced.server.transport import ConnectRequest
 from presenced.store.base import Backplane
 from presenced.typing import NodeId, RoomId, SessionId, UserId
@@ -40,6 +48,9 @@ from presenced.typing import NodeId, RoomId, SessionId, UserId
 __all__ = ["Node"]
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_WORK_TIMEOUT = 5.0
+"""Seconds a draining node waits for its background work before cancelling it."""
 
 # Deadlines fire on a grid of at most this many seconds (finer when the heartbeat
 # interval is short, as in tests): late by at most one tick.
@@ -62,6 +73,7 @@ _FATAL_CLOSE = {
     ErrorCode.AUTH_TIMEOUT: CloseCode.AUTH_TIMEOUT,
     ErrorCode.UNSUPPORTED_PROTOCOL: CloseCode.UNSUPPORTED_PROTOCOL,
     ErrorCode.SLOW_CONSUMER: CloseCode.SLOW_CONSUMER,
+    ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
 }
 
 
@@ -79,7 +91,12 @@ class Node:
         verifier: TokenVerifier | None = None,
     ) -> None:
         self.settings = settings
+        # Counters bumped where things happen, read by the admin port's /metrics; the
+        # backplane's stores are timed and its publishes counted by wrappers.
+        self.stats = NodeStats()
+        backplane = instrument(backplane, self.stats)
         self.backplane = backplane
+        self.client_address = ClientAddress(settings.trusted_proxies)
         self.clock = clock
         self.node_id = node_id
         self.verifier = verifier
@@ -114,17 +131,21 @@ class Node:
         self.fanout = LocalFanout(
             broker,
             self.spawn,
+            self.stats,
             settings.presence_batch_window,
             settings.room_summary_interval,
             order,
         )
+        self.export = export_from_settings(settings, node_id, clock, backplane.outbox)
         self.lifecycle = Lifecycle(
             settings, backplane, clock, node_id, self.registry, self.fanout, self.spawn,
-            self.rearm, verifier,
+            self.rearm, verifier, self.export,
         )  # fmt: skip
         self.fanout.rooms.on_deleted = self.lifecycle.room_deleted
+        self.admin = AdminActions(self)  # the backend's writes (the HTTP API's entry point)
         self.lease = LeaseKeeper(self)
         self.draining = False
+        self._stopped = False
         self.link_stale = False  # the broker's link was down: healthy after the next lease tick
         self._conn_seq = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -137,6 +158,7 @@ class Node:
     async def start(self) -> None:
         """Join the cluster: listen for notices to this node, take the lease, start ticking."""
         await self.backplane.broker.subscribe(node_channel(self.node_id), self._on_notice)
+        self.export.start()
         self.lease.start()
         await self.lease.watch()
 
@@ -148,6 +170,28 @@ class Node:
             event = decode_server(arg)
             if isinstance(event, RoomDeleted):
                 self.lifecycle.room_deleted(RoomId(event.room), arg)
+        elif verb == b"admin":  # the backend acted, through another node, on our sessions
+            self.admin.on_notice(arg)
+        elif verb == b"ping":  # our own, sent to measure the broker's round trip
+            try:
+                sent = float(arg)
+            except ValueError:
+                return
+            self.stats.lag_measured(max(0.0, self.clock.monotonic() - sent))
+
+    async def ping_broker(self) -> None:
+        """Publish a timestamped ping on this node's own channel; its round trip is the
+        pub/sub lag (``presenced_pubsub_lag_seconds``). Skipped while the link is down; a
+        failure is only logged (the lease tick reports an unreachable store). Called by the
+        lease keeper after each tick."""
+        broker = self.backplane.broker
+        if not broker.connected:
+            return
+        stamp = repr(self.clock.monotonic()).encode()
+        try:
+            await broker.publish(node_channel(self.node_id), b"ping " + stamp)
+        except Exception as exc:
+            log.debug("broker ping failed: %s", exc)
 
     @property
     def degraded(self) -> bool:
@@ -206,6 +250,9 @@ class Node:
         request = conn.request
         assert request is not None
         conn.request = None  # its headers are not needed again: do not keep them per socket
+        self.stats.connections_opened += 1
+        peer = conn.transport.peer if conn.transport is not None else request.peer
+        conn.client_ip = self.client_address.of(peer or request.peer, request.headers)
         self.lifecycle.waiting_for_auth(conn)
         query = request.query
         header = request.headers.get("authorization", "")
@@ -227,6 +274,25 @@ class Node:
         """The socket is gone: an ACTIVE session enters grace."""
         self.registry.disarm(DeadlineKind.AUTH, conn.id)
         self.registry.disarm(DeadlineKind.SLOW, conn.id)
+        self.stats.connection_closed(conn.close_code)
+        if conn.bound is None and conn.session is not None:
+            # Closed while its authentication was still finishing (the welcome was sent, the
+            # presence not yet published): its opening is logged now, before its closing.
+            self._log_opened(conn, conn.session, False)
+        session = conn.bound
+        if session is not None:
+            log.info(
+                "session closed",
+                extra=fields(
+                    user=session.user,
+                    session=session.id,
+                    device=session.device,
+                    ip=conn.client_ip,
+                    close_code=conn.close_code,
+                    duration=round(self.clock.wall() - session.connected_at, 3),
+                ),
+            )
+            conn.bound = None
         self.lifecycle.transport_lost(conn)
         self.rearm()
 
@@ -247,19 +313,53 @@ class Node:
     def slow_consumer(self, conn: Connection) -> None:
         """Its send buffer stayed full: drop it (the session goes to grace and may resume)."""
         log.info("closing slow consumer %r", conn)
+        self.stats.slow_consumer_closes += 1
         conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume", abort=True)
 
     # --- requests --------------------------------------------------------------------------
 
     async def authenticate(self, conn: Connection, msg: Auth) -> None:
-        await self.lifecycle.authenticate(conn, msg)
+        started = self.clock.wall()
+        try:
+            await self.lifecycle.authenticate(conn, msg)
+        except AuthError as exc:
+            self.auth_failed(conn, exc)
+            raise
+        if conn.session is not None:
+            resumed = msg.resume is not None and conn.session.connected_at < started
+            self._log_opened(conn, conn.session, resumed)
+
+    def _log_opened(self, conn: Connection, session: Session, resumed: bool) -> None:
+        conn.bound = session
+        log.info(
+            "session resumed" if resumed else "session opened",
+            extra=fields(
+                user=session.user, session=session.id, device=session.device, ip=conn.client_ip
+            ),
+        )
+
+    def auth_failed(self, conn: Connection, exc: AuthError) -> None:
+        """Count and log a refused authentication: why and from where, never the
+        credentials."""
+        reason = exc.reason or exc.code.value.lower()
+        self.stats.auth_failed(reason)
+        log.info("auth failed", extra=fields(reason=reason, ip=conn.client_ip))
 
     async def activity_resumed(self, session: Session) -> None:
         """A request ended the session's auto-away: its status is published again."""
         await self.lifecycle.set_status(session)
 
     async def handle(self, conn: Connection, message: ClientMessage) -> None:
-        await dispatch(self.lifecycle, conn, message)
+        try:
+            await dispatch(self.lifecycle, conn, message)
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.MESSAGE_RATE_LIMITED:
+                self.stats.was_rate_limited("message")
+            elif isinstance(exc, AuthError):  # a refresh's token refused
+                self.auth_failed(conn, exc)
+            raise
+        if type(message) is MessageSend:
+            self.stats.messages_in += 1
 
     async def kick(self, user: UserId, message: str = "removed by the server") -> int:
         """Force-leave every local session of ``user``; returns how many were ended."""
@@ -279,7 +379,7 @@ class Node:
         cancelling and re-creating it whenever a request moves a deadline later.
         """
         when = self.registry.next_deadline()
-        if when is None:
+        if when is None or self._stopped:
             self.stop_timer()
             return
         when = on_tick(when, self._tick)
@@ -314,17 +414,27 @@ class Node:
             conn = lc.pending.get(fired.key or "")
             if conn is not None:
                 timeout = self.settings.auth_timeout
-                conn.send_error(
-                    AuthError(
-                        ErrorCode.AUTH_TIMEOUT, f"no valid auth within {timeout:g} s", fatal=True
-                    )
+                error = AuthError(
+                    ErrorCode.AUTH_TIMEOUT,
+                    f"no valid auth within {timeout:g} s",
+                    fatal=True,
+                    reason="timeout",
                 )
+                self.auth_failed(conn, error)
+                conn.send_error(error)
         elif kind is DeadlineKind.SLOW:
             for conn in self.local_connections():
                 if conn.id == fired.key:
                     self.slow_consumer(conn)
         elif kind is DeadlineKind.TYPING:
             self.spawn(lc.typing_expired(fired.key or ""))
+        elif kind is DeadlineKind.TYPING_DEFERRED:
+            self.spawn(lc.typing_deferred(fired.key or ""))
+        elif kind is DeadlineKind.TOKEN:  # the session goes to grace: resume with a new token
+            conn = lc.connection_of(SessionId(fired.key or ""))
+            if conn is not None:
+                message = "token expired and no refresh came: reconnect with a fresh token"
+                conn.send_error(AuthError(ErrorCode.TOKEN_EXPIRED, message, fatal=True))
         elif session is None:
             return
         elif kind is DeadlineKind.PING:
@@ -334,7 +444,7 @@ class Node:
         elif kind is DeadlineKind.PONG:  # now in GRACE
             lc.pong_missed(session)
         elif kind is DeadlineKind.GRACE:  # now CLOSED
-            self.spawn(lc.end(session, LeaveReason.GRACE_EXPIRED))
+            self.spawn(lc.end(session, lc.grace_reason(session)))
         elif kind is DeadlineKind.AWAY:
             self.spawn(lc.set_status(session))
         elif kind is DeadlineKind.INACTIVITY:  # now CLOSED
@@ -375,10 +485,27 @@ class Node:
         deadline = loop.time() + 2.0
         while self.connection_count and loop.time() < deadline:
             await asyncio.sleep(0.005)
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        await self.settle(SHUTDOWN_WORK_TIMEOUT)
+        self._stopped = True  # no deadline fires from here on: the store is about to close
         self.stop_timer()
         await self.lease.stop(hand_over=True)
+
+    async def settle(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, for the background work to finish (work may
+        start more work: wait for that too), then cancel what is left and wait for it to
+        unwind. Called on shutdown before the store closes: work that outlived the store
+        would reopen its connections (a closed redis-py client reconnects on next use) and
+        leak them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)
+        if not self._tasks:
+            return
+        log.warning("shutdown: cancelling %d background task(s) still running", len(self._tasks))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.wait(list(self._tasks), timeout=1.0)
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:

@@ -25,7 +25,10 @@ class ConnectRequest:
 
 
 class Transport(Protocol):
-    """One open WebSocket. Every method returns at once; nothing here awaits."""
+    """One open WebSocket. Every method returns at once; nothing here awaits. ``peer`` is
+    the remote address of the socket (``host`` or ``host:port``; '' when unknown)."""
+
+    peer: str
 
     def send_text(self, data: bytes) -> None:
         """Queue one text frame (UTF-8 JSON bytes) for sending."""
@@ -44,6 +47,10 @@ class Transport(Protocol):
     def set_buffer_limit(self, high: int) -> None:
         """Above ``high`` queued bytes the handler's ``on_write_paused`` is called."""
 
+    def authenticated(self) -> None:
+        """The client proved who it is: lift the small read budget of unauthenticated
+        connections (``max_auth_bytes``)."""
+
 
 class TransportHandler(Protocol):
     """The gateway's side of one connection; the adapter calls these."""
@@ -55,6 +62,9 @@ class TransportHandler(Protocol):
     def on_binary(self, data: bytes) -> None: ...
 
     def on_pong(self) -> None: ...
+
+    def on_peer_close(self, code: int) -> None:
+        """The client sent a close frame with ``code`` (before ``on_closed``)."""
 
     def on_oversize(self, size: int) -> None:
         """A frame larger than the configured limit arrived (its payload is not kept)."""

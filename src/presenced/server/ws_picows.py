@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from picows import (
@@ -42,13 +43,61 @@ HttpRoute = Callable[[ConnectRequest], HttpResponse | None]
 HARD_FRAME_CAP_FACTOR = 16
 
 
+class _PreAuthGuard(asyncio.BufferedProtocol):
+    """Stands between the socket and picows until the client authenticated, counting what it
+    reads: past ``limit`` bytes (a frame that could only be huge, or a flood) the connection
+    is closed with 1009 before picows buffers more. picows buffers a frame whole before it
+    hands it on, up to its hard cap: without this, an anonymous socket could make it hold
+    sixteen times max_frame_bytes for the whole auth timeout. Removed once authenticated,
+    so the hot path reads straight into picows."""
+
+    __slots__ = ("_inner", "_left", "_ws")
+
+    def __init__(self, inner: Any, ws: WSTransport, limit: int) -> None:
+        self._inner = inner
+        self._ws = ws
+        self._left = limit
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._left -= nbytes
+        if self._left >= 0:
+            self._inner.buffer_updated(nbytes)
+            return
+        if not self._ws.is_disconnected:
+            log.info("closing an unauthenticated connection: over max_auth_bytes before auth")
+            self._ws.send_close(WSCloseCode.MESSAGE_TOO_BIG, b"too much data before auth")
+            self._ws.disconnect(graceful=True)
+
+    def eof_received(self) -> bool | None:
+        return cast("bool | None", self._inner.eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 class PicowsTransport:
     """:class:`presenced.server.transport.Transport` over a picows WSTransport."""
 
-    __slots__ = ("_ws", "send_text")
+    __slots__ = ("_inner", "_ws", "peer", "send_text")
 
-    def __init__(self, ws: WSTransport) -> None:
+    def __init__(self, ws: WSTransport, max_auth_bytes: int | None = None) -> None:
         self._ws = ws
+        self._inner: Any = None  # picows's own protocol, while the guard stands before it
+        if max_auth_bytes is not None:
+            socket = ws.underlying_transport
+            self._inner = socket.get_protocol()
+            socket.set_protocol(_PreAuthGuard(self._inner, ws, max_auth_bytes))
+        peername = ws.underlying_transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if isinstance(peername, tuple) and peername else ""
         # The fan-out hot path: a C-level partial, so a delivery costs no Python frame here.
         self.send_text: Callable[[bytes], None] = partial(ws.send, WSMsgType.TEXT)
 
@@ -69,16 +118,24 @@ class PicowsTransport:
     def set_buffer_limit(self, high: int) -> None:
         self._ws.underlying_transport.set_write_buffer_limits(high=high)
 
+    def authenticated(self) -> None:
+        if self._inner is not None:
+            self._ws.underlying_transport.set_protocol(self._inner)
+            self._inner = None
+
 
 class _Listener(WSListener):
     """Bridges picows callbacks to a TransportHandler."""
 
-    def __init__(self, handler: TransportHandler, max_frame: int) -> None:
+    def __init__(
+        self, handler: TransportHandler, max_frame: int, max_auth_bytes: int | None
+    ) -> None:
         self.handler = handler
         self.max_frame = max_frame
+        self.max_auth_bytes = max_auth_bytes
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        self.handler.on_open(PicowsTransport(transport))
+        self.handler.on_open(PicowsTransport(transport, self.max_auth_bytes))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -97,6 +154,8 @@ class _Listener(WSListener):
         elif kind is WSMsgType.PONG:
             self.handler.on_pong()
         elif kind is WSMsgType.CLOSE:
+            code: int = frame.get_close_code().value if frame.payload_size >= 2 else 1005
+            self.handler.on_peer_close(code)
             if not transport.is_close_frame_sent:
                 if frame.payload_size < 2:
                     # A close without a code: picows reports it as NO_INFO (0), a code RFC
@@ -137,8 +196,11 @@ async def start_picows_server(
     http_route: HttpRoute,
     max_frame_bytes: int,
     reuse_port: bool = False,
+    origin_allowed: Callable[[str | None, str], bool] = lambda origin, host: True,
+    max_auth_bytes: int | None = None,
 ) -> asyncio.Server:
-    """Listen on host:port; WebSocket upgrades on ``ws_path``, plain GETs to ``http_route``."""
+    """Listen on host:port; WebSocket upgrades on ``ws_path``, plain GETs to ``http_route``.
+    An upgrade whose ``Origin`` (and ``Host``) ``origin_allowed`` refuses gets HTTP 403."""
 
     def factory(
         req: WSUpgradeRequest,
@@ -146,12 +208,21 @@ async def start_picows_server(
         request = _request(req)
         is_upgrade = "websocket" in request.headers.get("upgrade", "").lower()
         if is_upgrade and request.path == ws_path:
+            origin = request.headers.get("origin")
+            if not origin_allowed(origin, request.headers.get("host", "")):
+                log.info("upgrade refused: origin %r is not allowed (allowed_origins)", origin)
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(
+                        403, b"origin not allowed: the server's allowed_origins does not list it"
+                    ),
+                    None,
+                )
             handler = handler_factory(request)
             if handler is None:
                 return WSUpgradeResponseWithListener(
                     WSUpgradeResponse.create_error_response(503, b"shutting down"), None
                 )
-            return _Listener(handler, max_frame_bytes)
+            return _Listener(handler, max_frame_bytes, max_auth_bytes)
         routed = http_route(request)
         if routed is None:
             return WSUpgradeResponseWithListener(

@@ -10,12 +10,18 @@ All methods are coroutines so a networked backend fits; the memory backend never
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from presenced.presence.history import AppendResult, Body, MessageState, Recovery, StreamEvent
-from presenced.presence.roster import RoomChange, RoomDeletion, RoomSnapshot
+from presenced.presence.roster import (
+    MemberRecord,
+    RoomChange,
+    RoomDeletion,
+    RoomInfo,
+    RoomSnapshot,
+)
 from presenced.presence.session import Session
 from presenced.presence.status import PresenceChange, UserPresence
 from presenced.typing import RoomId, SessionId, UserId
@@ -23,16 +29,25 @@ from presenced.typing import RoomId, SessionId, UserId
 __all__ = [
     "Backplane",
     "Broker",
+    "Exported",
+    "MemberRecord",
     "MessageHandler",
     "MessageStore",
+    "NodeRecord",
     "NodeStore",
     "PresenceStore",
+    "RoomInfo",
     "RoomStore",
     "SessionStore",
     "TypingChange",
     "TypingStore",
     "next_typing_seq",
 ]
+
+
+Exported = Mapping[str, Mapping[str, Any]] | None
+"""The data of the events a store step reports that the caller knows beforehand, by event
+type (events/model.py): written by a store with an outbox, ignored by the others."""
 
 
 class SessionStore(Protocol):
@@ -64,6 +79,22 @@ class SessionStore(Protocol):
     async def of_node(self, node: str) -> list[Session]:
         """Every session a node owns (to reap them when it dies)."""
 
+    async def count(self) -> int:
+        """How many session records exist, on every node, whatever their state (a CLOSED
+        one lives only while its end is written). Redis: a SCAN of the records themselves
+        (on every Cluster primary), not the node indexes, which keep a dead node's entries
+        until it is reaped and stale ones until read; a record that expired (its node died
+        and nobody took it) is not counted. Cost: a pass over the keyspace."""
+
+    async def watchers(self, user: UserId) -> list[Session]:
+        """Every present session (ACTIVE or in GRACE, on any node) whose ``subscriptions``
+        hold ``user``: who watches this user's presence. Sorted by session id.
+
+        The index behind it is kept by :meth:`put` (and :meth:`delete`); on Redis it is one
+        set per watched user whose entries readers check against each record (a record that
+        is gone, closed or no longer subscribed is dropped from the set as it is met), so a
+        call costs one read per session listed."""
+
 
 class RoomStore(Protocol):
     """Room membership per user, backed by sessions; each call returns its transition."""
@@ -75,9 +106,21 @@ class RoomStore(Protocol):
         session: SessionId,
         meta: dict[str, Any] | None,
         hidden: bool,
-    ) -> RoomChange: ...
+        wall: float,
+        *,
+        quiet: bool = False,
+    ) -> RoomChange:
+        """Put ``session`` in ``room``; ``meta`` (when not None) replaces the user's metadata.
+        ``quiet``: the change is reported to no one (a store with an outbox writes no event).
+        ``wall`` is the caller's wall-clock time: the member's ``joined_at`` when this is its
+        first session there (kept while it stays a member)."""
 
-    async def remove(self, room: RoomId, user: UserId, session: SessionId) -> RoomChange: ...
+    async def remove(
+        self, room: RoomId, user: UserId, session: SessionId, reason: str = "left"
+    ) -> RoomChange:
+        """Take ``session`` out of ``room``; ``reason`` is what the exported member.left says
+        (a store with an outbox writes it in the same step)."""
+        ...
 
     async def set_meta(self, room: RoomId, user: UserId, meta: dict[str, Any]) -> RoomChange: ...
 
@@ -91,25 +134,85 @@ class RoomStore(Protocol):
     async def count(self, room: RoomId) -> tuple[int, int]:
         """Visible members and the room version, in O(1)."""
 
-    async def delete(self, room: RoomId) -> RoomDeletion:
+    async def delete(self, room: RoomId, reason: str = "deleted") -> RoomDeletion:
         """Remove the room and all its members in one step; the version moves on (a room
         made again later does not start over where a node may still remember it)."""
+
+    # --- admin reads (the HTTP API): not on any hot path -------------------------------------
+
+    async def rooms(self, prefix: str, after: RoomId | None, limit: int) -> list[RoomInfo]:
+        """A page of the rooms that have members (a room of hidden members only included),
+        in room id order (code points): ids starting with ``prefix`` and greater than
+        ``after``, at most ``limit`` (none for ``limit <= 0``). A page shorter than ``limit``
+        is the last one.
+
+        Cost: every page looks at every room (memory: the roster; Redis: a SCAN of all room
+        member keys, on every Cluster primary, then a sort). There is no global index of
+        rooms on purpose: on Cluster it could not be updated atomically with a room's own
+        slot, and it would cost every first join and last leave one more write. Pages are
+        keyset pages (``after`` = the last room seen): a room made or emptied between pages
+        is seen or not, never twice."""
+
+    async def room_count(self) -> int:
+        """How many rooms have members; the same scan as :meth:`rooms` (on Redis, counted
+        as the scan goes: not one instant)."""
+
+    async def members(
+        self, room: RoomId, after: UserId | None, limit: int
+    ) -> tuple[int, list[MemberRecord]]:
+        """The room's version and a page of its members, hidden ones included (flagged:
+        the admin sees them, the caller decides what to show), sorted by user id, greater
+        than ``after``, at most ``limit``. The version and the page are read at one instant;
+        a page costs a read of the whole room (O(members))."""
 
 
 class PresenceStore(Protocol):
     """Per-user presence aggregated over sessions; each call returns before/after."""
 
     async def set(
-        self, user: UserId, session: SessionId, status: str, text: str | None, wall: float
-    ) -> PresenceChange: ...
+        self,
+        user: UserId,
+        session: SessionId,
+        status: str,
+        text: str | None,
+        wall: float,
+        exported: Exported = None,
+        *,
+        quiet: bool = False,
+    ) -> PresenceChange:
+        """Add a session or change its status. A store with an outbox writes the change's
+        user.* event in the same step, and ``exported["session.opened"]`` if the session
+        is new; ``quiet``: no event at all (a node writing its sessions back)."""
 
-    async def remove(self, user: UserId, session: SessionId, wall: float) -> PresenceChange: ...
+    async def remove(
+        self, user: UserId, session: SessionId, wall: float, exported: Exported = None
+    ) -> PresenceChange:
+        """Remove a closed session. A store with an outbox writes the change's user.* event
+        in the same step and, if the session was there, ``exported["force_leave"]`` (when
+        given) and ``exported["session.closed"]``."""
 
     async def get_many(self, users: Iterable[UserId]) -> list[UserPresence]:
         """What others see of each user (invisible users appear offline)."""
 
     async def get_private(self, user: UserId) -> UserPresence:
         """What the user's own devices see."""
+
+    async def online(self, after: UserId | None, limit: int) -> list[UserId]:
+        """A page of the users with at least one present session (ACTIVE or GRACE), sorted
+        by user id (code points), greater than ``after``, at most ``limit``: the admin's
+        view, so **invisible users are included** (a caller showing the list to others must
+        filter them out with :meth:`get_many`). A page shorter than ``limit`` is the last.
+
+        Cost: every page looks at every user (Redis: a SCAN of all status hashes, on every
+        Cluster primary, then a sort); no global index, for the reasons given at
+        :meth:`RoomStore.rooms`."""
+
+    async def online_count(self) -> int:
+        """How many users have a present session (invisible ones too); the same scan."""
+
+    async def sessions_of(self, user: UserId) -> list[SessionId]:
+        """The sessions the user's presence is made of, as the store has them (cleanup
+        compares them with the live session records)."""
 
 
 class MessageStore(Protocol):
@@ -118,6 +221,10 @@ class MessageStore(Protocol):
     ``append`` assigns the offset and dedupes a re-sent temporary id in one step; the stream
     is bounded by the history size and age the backend was built with.
     """
+
+    async def expire(self, wall: float) -> int:
+        """Housekeeping at ``wall``: drop history past its age in rooms nobody touches, and
+        the streams left empty; how many streams went. (Redis: 0, its keys carry TTLs.)"""
 
     async def append(
         self,
@@ -186,9 +293,23 @@ class TypingStore(Protocol):
 
     async def start(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None: ...
 
-    async def stop(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None: ...
+    async def stop(
+        self, room: RoomId, user: UserId, wall: float, *, expired: bool = False
+    ) -> TypingChange | None:
+        """Take ``user`` off the room's typing list (``expired``: it stopped renewing, as the
+        exported typing.stopped says)."""
 
     async def typing(self, room: RoomId) -> list[UserId]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A listed node as the admin sees it: whether its lease is held, and the last record it
+    reported (:meth:`NodeStore.report`; ``{}`` when none is kept)."""
+
+    node: str
+    alive: bool
+    info: dict[str, Any]
 
 
 class NodeStore(Protocol):
@@ -223,6 +344,16 @@ class NodeStore(Protocol):
 
     async def close(self) -> None:
         """Stop watching."""
+
+    async def report(self, node: str, info: dict[str, Any], ttl: float) -> None:
+        """Publish the node's small health/stats record (JSON-encodable: a bad value is an
+        error here, on every backend), kept ``ttl`` seconds unless reported again; the node
+        reports each lease tick. Stored by value."""
+
+    async def nodes(self) -> list[NodeRecord]:
+        """Every listed node (one that renewed a lease and was not claimed since), by id:
+        alive while its lease is held, with its last report while that is kept. A claimed
+        (reaped) node's report goes with it."""
 
 
 MessageHandler = Callable[[bytes, str | None], None]
@@ -266,6 +397,9 @@ class Backplane:
     nodes: NodeStore
     name: str = "memory"
     closer: Callable[[], Awaitable[None]] | None = None  # releases the backend's connections
+    outbox: Any = None
+    """The shared event outbox (events/outbox_feed.py Outbox), or None: the memory backend
+    exports through the node's own queues."""
 
     async def close(self) -> None:
         """Release connections (nothing to do for the memory backend)."""

@@ -14,6 +14,7 @@ from presenced.store.redis.connect import is_cluster_url, make_client
 from presenced.store.redis.keys import Keys
 from presenced.store.redis.messages import RedisMessageStore
 from presenced.store.redis.nodes import RedisNodeStore
+from presenced.store.redis.outbox import RedisOutbox
 from presenced.store.redis.presence import RedisPresenceStore
 from presenced.store.redis.rooms import RedisRoomStore
 from presenced.store.redis.scripts import Scripts
@@ -65,16 +66,18 @@ def redis_backplane(
             await node_client.aclose()
             await client.aclose()
 
+    outbox = RedisOutbox(client, keys, scripts, cluster=is_cluster_url(url))
     return Backplane(
         sessions=RedisSessionStore(client, keys, scripts, session_ttl),
         # Membership and presence expire with the sessions that back them unless a live node
         # refreshes them (NodeStore.refresh): after a whole-cluster crash nothing lingers.
-        rooms=RedisRoomStore(client, keys, scripts, session_ttl),
-        presence=RedisPresenceStore(client, keys, scripts, session_ttl),
-        messages=RedisMessageStore(client, keys, scripts, history_size, history_ttl),
-        typing=RedisTypingStore(client, keys, scripts),
+        rooms=RedisRoomStore(client, keys, scripts, session_ttl, outbox),
+        presence=RedisPresenceStore(client, keys, scripts, session_ttl, outbox=outbox),
+        messages=RedisMessageStore(client, keys, scripts, history_size, history_ttl, outbox),
+        typing=RedisTypingStore(client, keys, scripts, outbox),
         broker=broker,
         nodes=nodes,
         name="redis-cluster" if is_cluster_url(url) else "redis",
         closer=close,
+        outbox=outbox,
     )

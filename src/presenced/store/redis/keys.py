@@ -5,17 +5,36 @@ room (or a user) lives in one Cluster slot and a Lua script may touch all of its
 atomic ever spans a room and a user. Ids are used verbatim inside the tag; they cannot contain
 white space (protocol rule) but may contain braces, which would break hash tags, so ``{`` and
 ``}`` are escaped.
+
+The admin reads that list rooms, users or sessions have no index to read (see
+store/base.py RoomStore.rooms): they SCAN with a MATCH pattern built here (``match_*``), and
+take the ids back out of the keys found (``*_of_key``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "glob_escape"]
 
 
 def _tag(text: str) -> str:
     return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+_ESCAPED = re.compile("%(25|7B|7D)")
+_UNESCAPE = {"25": "%", "7B": "{", "7D": "}"}
+
+
+def _untag(text: str) -> str:
+    """The id :func:`_tag` escaped (one pass, so ``%257B`` is ``%7B`` again, not ``{``)."""
+    return _ESCAPED.sub(lambda m: _UNESCAPE[m.group(1)], text)
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis glob pattern (MATCH): ``* ? [ ] \\`` escaped."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +61,17 @@ class Keys:
         session ttl, refreshed by every put of one of them."""
         return f"{self.prefix}:{{u:{_tag(user)}}}:sessions"
 
+    def user_watchers(self, user: str) -> str:
+        """Set of the ids of the sessions subscribed to the user's presence (an index, like
+        user_sessions: readers check each record). TTL: the session ttl, refreshed by every
+        put of one of them and by the owner's refresh."""
+        return f"{self.prefix}:{{u:{_tag(user)}}}:watchers"
+
+    def match_sessions(self) -> str:
+        """SCAN pattern of every session hash (:meth:`session`) of this prefix: the live
+        records (an expired one is never returned)."""
+        return f"{glob_escape(self.prefix)}:{{s:*}}"
+
     def node_sessions(self, node: str) -> str:
         """Set of the session ids a node owns (an index, like user_sessions). TTL: the session
         ttl, refreshed by every put of one of them."""
@@ -61,6 +91,15 @@ class Keys:
         last seen outlives the statuses; deleted when the user has neither sessions nor one."""
         return f"{self.prefix}:{{u:{_tag(user)}}}:meta"
 
+    def match_user_statuses(self) -> str:
+        """SCAN pattern of every user's statuses hash: the users with a present session
+        (presence_remove empties the hash with the last one, and Redis drops empty hashes)."""
+        return f"{glob_escape(self.prefix)}:{{u:*}}:status"
+
+    def parse_user_statuses(self, key: str) -> str:
+        """The user id of a :meth:`user_statuses` key."""
+        return _untag(_between(key, f"{self.prefix}:{{u:", "}:status"))
+
     # --- rooms (one room's keys share a slot) ------------------------------------------
 
     def room(self, room: str, part: str) -> str:
@@ -75,8 +114,18 @@ class Keys:
         return self.room(room, "state")
 
     def room_members(self, room: str) -> str:
-        """Hash user -> member record (JSON: ``s`` session ids, ``h`` hidden, ``m`` meta JSON)."""
+        """Hash user -> member record (JSON: ``s`` session ids, ``h`` hidden, ``m`` meta JSON,
+        ``j`` joined-at: the wall time of the first session's join, as text)."""
         return self.room(room, "members")
+
+    def match_room_members(self, id_prefix: str = "") -> str:
+        """SCAN pattern of the members hashes of the rooms whose id starts with ``id_prefix``:
+        the rooms with members (the hash goes with the last one; the state hash may stay)."""
+        return f"{glob_escape(self.prefix)}:{{r:{glob_escape(_tag(id_prefix))}*}}:members"
+
+    def parse_room_members(self, key: str) -> str:
+        """The room id of a :meth:`room_members` key."""
+        return _untag(_between(key, f"{self.prefix}:{{r:", "}:members"))
 
     # --- nodes -------------------------------------------------------------------------
 
@@ -87,6 +136,12 @@ class Keys:
 
     def node_lease(self, node_id: str) -> str:
         return f"{self.prefix}:node:{_tag(node_id)}"
+
+    def node_info(self, node_id: str) -> str:
+        """String: the node's last report (JSON, NodeStore.report). TTL: the one the node
+        gave, renewed by each report; deleted when the node is claimed. Not under
+        ``node:``, so its expiry is not taken for a lease's by the expiry watch."""
+        return f"{self.prefix}:node-info:{_tag(node_id)}"
 
     def channel(self, name: str) -> str:
         """A pub/sub channel; the part in braces picks the shard in sharded pub/sub."""
@@ -148,3 +203,9 @@ class Keys:
         return self.room(room, "typing:seq")
 
     # --- end of messages and typing ----------------------------------------------------------
+
+
+def _between(key: str, head: str, tail: str) -> str:
+    if not (key.startswith(head) and key.endswith(tail)) or len(key) < len(head) + len(tail):
+        raise ValueError(f"{key!r} is not a key of the form {head}...{tail}")
+    return key[len(head) : len(key) - len(tail)]

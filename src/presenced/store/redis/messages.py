@@ -28,7 +28,8 @@ from presenced.presence.history import (
     Recovery,
     StreamEvent,
 )
-from presenced.store.redis.keys import Keys
+from presenced.store.redis.keys import Keys, _tag
+from presenced.store.redis.outbox import RedisOutbox, ScriptEvent
 from presenced.store.redis.scripts import Scripts
 from presenced.typing import RoomId, UserId
 
@@ -91,8 +92,15 @@ class RedisMessageStore:
     """Room event streams bounded by ``history_size`` events and ``history_ttl`` seconds."""
 
     def __init__(
-        self, client: Any, keys: Keys, scripts: Scripts, history_size: int, history_ttl: float
+        self,
+        client: Any,
+        keys: Keys,
+        scripts: Scripts,
+        history_size: int,
+        history_ttl: float,
+        outbox: RedisOutbox | None = None,
     ) -> None:
+        self._outbox = outbox
         self._client = client
         self._keys = keys
         self._scripts = scripts
@@ -106,8 +114,26 @@ class RedisMessageStore:
         """``wall - history_ttl`` as text Lua reads back exactly (events older are trimmed)."""
         return repr(float(wall) - self.history_ttl)
 
-    async def _run(self, name: str, room: RoomId, args: list[Any]) -> Any:
-        return await self._scripts.run(name, self._keys.room_message_keys(room), args)
+    async def _run(
+        self,
+        name: str,
+        room: RoomId,
+        args: list[Any],
+        events: tuple[tuple[str, str], ...] = (),
+        wall: float | None = None,
+    ) -> Any:
+        """Run a stream script; with an outbox, with the ``events`` (type, user) it may
+        write in the same step (their data is the script's: it knows the offset)."""
+        keys = self._keys.room_message_keys(room)
+        outbox = self._outbox
+        if outbox is None or not outbox.exporting or not events:
+            return await self._scripts.run(name, keys, args)
+        key = f"room:{room}"
+        tail = outbox.script_args(wall, [ScriptEvent(t, key, u, room) for t, u in events])
+        tag = f"r:{_tag(room)}"
+        result = await self._scripts.run(name, keys + outbox.script_keys(tag), args + tail)
+        await outbox.script_wrote(tag, tail)
+        return result
 
     async def append(
         self,
@@ -128,6 +154,8 @@ class RedisMessageStore:
                 _encode(body), repr(wall), message_id, self.history_size, self._cutoff(wall),
                 self._key_ttl,
             ],
+            (("message.created", user), ("receipt.seen", user)),
+            wall,
         )  # fmt: skip
         duplicate, epoch = bool(found[0]), _text(found[1])
         if duplicate:
@@ -162,6 +190,8 @@ class RedisMessageStore:
                 b"" if body is None else _encode(body), repr(wall), self.history_size,
                 self._cutoff(wall), self._key_ttl,
             ],
+            (("message.edited", user), ("message.deleted", user)),
+            wall,
         )  # fmt: skip
         if found is None:
             return None
@@ -200,8 +230,16 @@ class RedisMessageStore:
         # does keeps its meaning for limit <= 0 too.
         return states[-limit:]
 
+    async def expire(self, wall: float) -> int:
+        """Nothing to do: every stream key carries the history ttl (plus KEY_TTL_MARGIN),
+        refreshed on each write, so Redis drops an untouched room's stream itself."""
+        return 0
+
     async def mark(self, room: RoomId, user: UserId, kind: str, offset: int) -> tuple[int, int]:
-        old, new = await self._run("message_mark", room, [user, kind, offset, self._key_ttl])
+        events = (("receipt.seen", user),) if kind == "seen" else ()
+        old, new = await self._run(
+            "message_mark", room, [user, kind, offset, self._key_ttl], events
+        )
         return int(old), int(new)
 
     async def read_state(self, room: RoomId, user: UserId) -> tuple[int, int]:

@@ -2,7 +2,9 @@
 
 A lease is a key with a server-side expiry (``PX``): the store's clock decides when a node is
 dead, so clock skew between nodes does not matter. Listed nodes live in a set; a listed node
-whose lease key is gone is expired, and ``SREM`` decides which survivor reaps it.
+whose lease key is gone is expired, and ``SREM`` decides which survivor reaps it. Beside the
+lease, each node may keep a report (a small JSON record with its own TTL) for the admin's
+``nodes`` listing.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 
 from presenced.presence.session import Session
+from presenced.store.base import NodeRecord
 from presenced.store.redis.keys import Keys
 from presenced.store.redis.scripts import Scripts
 
@@ -26,6 +30,9 @@ __all__ = ["REFRESH_CHUNK", "RedisNodeStore"]
 REFRESH_CHUNK = 1000
 
 log = logging.getLogger(__name__)
+
+_info_encoder = msgspec.json.Encoder()
+_info_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 class RedisNodeStore:
@@ -109,11 +116,35 @@ class RedisNodeStore:
             self._watcher = None
 
     async def claim(self, node: str) -> bool:
-        return bool(await self._client.srem(self._keys.nodes(), node))
+        if not await self._client.srem(self._keys.nodes(), node):
+            return False
+        await self._client.delete(self._keys.node_info(node))  # the reaped node's report
+        return True
+
+    async def report(self, node: str, info: dict[str, Any], ttl: float) -> None:
+        """One SET with PX: the report replaces the last and expires by itself."""
+        data = _info_encoder.encode(info)
+        await self._client.set(self._keys.node_info(node), data, px=max(1, int(ttl * 1000)))
+
+    async def nodes(self) -> list[NodeRecord]:
+        """The listed nodes, then each one's lease and report in one pipeline."""
+        keys = self._keys
+        listed = sorted(m.decode() for m in await self._client.smembers(keys.nodes()))
+        if not listed:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for node in listed:
+            pipe.exists(keys.node_lease(node))
+            pipe.get(keys.node_info(node))
+        rows = await pipe.execute()
+        return [
+            NodeRecord(node, bool(rows[2 * i]), _info_decoder.decode(rows[2 * i + 1] or b"{}"))
+            for i, node in enumerate(listed)
+        ]
 
     async def refresh(self, sessions: Iterable[Session], ttl: float) -> None:
-        """Push back (EXPIRE ... GT) every key the sessions keep alive: records, indexes,
-        rooms, users.
+        """Push back (EXPIRE ... GT) every key the sessions keep alive: records, indexes
+        (their watched users' watchers sets too), rooms, users.
 
         On one server: one script call per :data:`REFRESH_CHUNK` keys. A node of 20,000
         sessions has about 100,000 such keys, and sending each as its own EXPIRE cost the
@@ -136,6 +167,7 @@ class RedisNodeStore:
             )
             for room in s.rooms:
                 names.update((keys.room_state(room), keys.room_members(room)))
+            names.update(keys.user_watchers(user) for user in s.subscriptions)
         ordered = sorted(names)
         if not isinstance(self._client, Redis):  # Cluster
             pipe = self._client.pipeline(transaction=False)

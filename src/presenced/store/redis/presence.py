@@ -10,6 +10,9 @@ and the records before and after. The views
 are then derived by presence/status.py's :func:`derive_view`, the one rule PresenceBook uses too:
 status by STATUS_PRECEDENCE, text of the newest session with the winning status, invisible
 users offline to others. Reads (``get_many``, ``get_private``) are one pipeline of plain reads.
+The admin's ``online`` and ``online_count`` SCAN the statuses hashes: one exists exactly while
+its user has a session (presence_remove takes out the last record and Redis drops the empty
+hash).
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from presenced.presence.status import (
     UserPresence,
     derive_view,
 )
-from presenced.store.redis.keys import Keys
+from presenced.store.base import Exported
+from presenced.store.redis.keys import Keys, _tag
+from presenced.store.redis.outbox import RedisOutbox, ScriptEvent
+from presenced.store.redis.scan import scan_keys
 from presenced.store.redis.scripts import Scripts
 from presenced.typing import SessionId, UserId
 
@@ -35,6 +41,10 @@ PRESENCE_TTL = 86400.0
 """Seconds a user's status records live after its last presence change (a failsafe)."""
 LAST_SEEN_TTL = 30 * 86400.0
 """Seconds a user's last seen lives after its last presence change."""
+
+
+_USER_EVENTS = ("user.online", "user.offline", "user.status")
+"""The events the presence scripts make themselves, in their pairs' order (_presence.lua)."""
 
 
 class DeviceStatus(msgspec.Struct, frozen=True):
@@ -66,17 +76,29 @@ class RedisPresenceStore:
         scripts: Scripts,
         ttl: float = PRESENCE_TTL,
         last_seen_ttl: float = LAST_SEEN_TTL,
+        outbox: RedisOutbox | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
         self._scripts = scripts
         self._ttl_ms = max(1, round(ttl * 1000))
         self._last_seen_ttl_ms = max(1, round(last_seen_ttl * 1000))
+        self._outbox = outbox
 
     async def set(
-        self, user: UserId, session: SessionId, status: str, text: str | None, wall: float
+        self,
+        user: UserId,
+        session: SessionId,
+        status: str,
+        text: str | None,
+        wall: float,
+        exported: Exported = None,
+        *,
+        quiet: bool = False,
     ) -> PresenceChange:
-        """Add a session or change its status."""
+        """Add a session or change its status; with an outbox, the script writes the
+        change's user.* event and, for a new session, ``exported["session.opened"]``
+        (``quiet``: no event at all)."""
         rank = STATUS_PRECEDENCE[status]  # an unknown status is a KeyError, as in memory
         args = [
             session,
@@ -89,13 +111,45 @@ class RedisPresenceStore:
             self._last_seen_ttl_ms,
             int(wall * 1000),
         ]
-        return _change(user, await self._scripts.run("presence_set", self._user_keys(user), args))
+        events = () if quiet else ("session.opened", *_USER_EVENTS)
+        return _change(user, await self._run("presence_set", user, args, wall, events, exported))
 
-    async def remove(self, user: UserId, session: SessionId, wall: float) -> PresenceChange:
-        """Remove a closed session; the last visible one leaves ``last_seen = wall``."""
+    async def remove(
+        self, user: UserId, session: SessionId, wall: float, exported: Exported = None
+    ) -> PresenceChange:
+        """Remove a closed session; the last visible one leaves ``last_seen = wall``. With an
+        outbox, the script writes the change's user.* event and, if the session was there,
+        ``exported["force_leave"]`` (when given) and ``exported["session.closed"]``."""
         args = [session, repr(float(wall)), self._ttl_ms, self._last_seen_ttl_ms, int(wall * 1000)]
-        result = await self._scripts.run("presence_remove", self._user_keys(user), args)
-        return _change(user, result)
+        events = ("force_leave", "session.closed", *_USER_EVENTS)
+        return _change(user, await self._run("presence_remove", user, args, wall, events, exported))
+
+    async def _run(
+        self,
+        script: str,
+        user: UserId,
+        args: list[Any],
+        wall: float,
+        events: tuple[str, ...],
+        exported: Exported,
+    ) -> Any:
+        """Run a presence script; with an outbox, with the events it may write (those whose
+        data the caller gives, and the user.* ones, whose data the script makes)."""
+        keys = self._user_keys(user)
+        outbox = self._outbox
+        if outbox is None or not outbox.exporting or not events:
+            return await self._scripts.run(script, keys, args)
+        given = exported or {}
+        key = f"user:{user}"
+        planned = [ScriptEvent(t, key, user, None, given.get(t)) for t in events]
+        tail = outbox.script_args(wall, planned)
+        for i, event_type in enumerate(events):  # given data or none: not to be written
+            if event_type not in _USER_EVENTS and event_type not in given:
+                tail[2 + 2 * i] = ""
+        tag = f"u:{_tag(user)}"
+        result = await self._scripts.run(script, keys + outbox.script_keys(tag), args + tail)
+        await outbox.script_wrote(tag, tail)
+        return result
 
     async def get_many(self, users: Iterable[UserId]) -> list[UserPresence]:
         """What others see of each user (invisible users appear offline), in order."""
@@ -110,6 +164,28 @@ class RedisPresenceStore:
     async def get_private(self, user: UserId) -> UserPresence:
         """What the user's own devices see."""
         return view(user, *(await self._read([user]))[user], public=False)
+
+    async def online(self, after: UserId | None, limit: int) -> list[UserId]:
+        """A page of the users with a session (invisible ones included: the admin's view),
+        from a SCAN of every statuses hash (all of them, on every Cluster primary)."""
+        if limit <= 0:
+            return []
+        users = await self._online_users()
+        return sorted(u for u in users if after is None or u > after)[:limit]
+
+    async def online_count(self) -> int:
+        """Users with a session: the size of the same SCAN (counted as it goes)."""
+        return len(await scan_keys(self._client, self._keys.match_user_statuses()))
+
+    async def sessions_of(self, user: UserId) -> list[SessionId]:
+        """The fields of the user's statuses hash: one per session."""
+        fields = await self._client.hkeys(self._keys.user_statuses(user))
+        return sorted(SessionId(f.decode() if isinstance(f, bytes) else f) for f in fields)
+
+    async def _online_users(self) -> list[UserId]:
+        keys = self._keys
+        found = await scan_keys(self._client, keys.match_user_statuses())
+        return [UserId(keys.parse_user_statuses(k.decode())) for k in found]
 
     def _user_keys(self, user: UserId) -> list[str]:
         return [self._keys.user_statuses(user), self._keys.user_meta(user)]
@@ -145,8 +221,8 @@ def _last_seen(raw: bytes | None) -> float | None:
 
 
 def _change(user: UserId, result: list[Any]) -> PresenceChange:
-    """A presence_set/remove reply as PresenceChange: public views before and after, the
-    private aggregate after, and the change's number."""
+    """A presence_set/remove reply as PresenceChange: public and private views before and
+    after, and the change's number."""
     seq, seen_before, seen_after = int(result[0]), _last_seen(result[1]), _last_seen(result[2])
     count = int(result[3])
     before = _records(result[4 : 4 + count])
@@ -154,6 +230,7 @@ def _change(user: UserId, result: list[Any]) -> PresenceChange:
     return PresenceChange(
         view(user, before, seen_before, public=True),
         view(user, after, seen_after, public=True),
-        view(user, after, seen_after, public=False).status,
+        view(user, before, seen_before, public=False),
+        view(user, after, seen_after, public=False),
         seq,
     )

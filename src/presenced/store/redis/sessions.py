@@ -5,13 +5,19 @@ it, the owner node, resume token and user, so the ownership rule (only the owner
 take moves it; exactly one taker wins) is one small Lua script on that one key. The owner in
 the hash wins over the one inside the record, which ``take`` leaves as it was.
 
-The lookups by resume token, user and node are index keys in other slots (a token, a user and
-a node each hash elsewhere on Cluster), so they cannot change in the same script. The record is
+The lookups by resume token, user and node, and the reverse index of presence subscriptions
+(``watchers``: per watched user, the sessions subscribed to it), are index keys in other slots
+(a token, a user and a node each hash elsewhere on Cluster), so they cannot change in the same
+script. The record is
 written first and the indexes after; readers treat an index as a hint and check every record
 it points to (a token must still be the session's, a session must still be the user's or the
 node's), and stale entries are pruned as they are met. Records and indexes expire after the
 session ttl unless written again (the owner's refresh pushes it back), a failsafe against a
 whole deployment vanishing.
+
+A put adds the session to the watchers set of each user it subscribes to (it does not know
+what the record it replaces subscribed to: a subscription dropped since is left for readers
+to prune); a delete removes it from those its record listed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import msgspec
 
 from presenced.presence.session import Session
 from presenced.store.redis.keys import Keys
+from presenced.store.redis.scan import scan_keys
 from presenced.store.redis.scripts import Scripts
 from presenced.typing import SessionId, UserId
 
@@ -63,6 +70,8 @@ class RedisSessionStore:
         pipe.set(keys.resume_token(session.resume_token), session.id, px=self._ttl_ms)
         self._index(pipe, keys.user_sessions(session.user), session.id)
         self._index(pipe, keys.node_sessions(session.node), session.id)
+        for user in session.subscriptions:
+            self._index(pipe, keys.user_watchers(user), session.id)
         if len(done) == 3:  # replaced: retire what the old record had that this one has not
             old_token, old_user = done[1].decode(), done[2].decode()
             if old_token != session.resume_token:
@@ -110,11 +119,14 @@ class RedisSessionStore:
         )
         if not gone:
             return False
-        node, token, user = (part.decode() for part in gone)
+        node, token, user = (part.decode() for part in gone[:3])
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(keys.resume_token(token))
         pipe.srem(keys.user_sessions(user), session_id)
         pipe.srem(keys.node_sessions(node), session_id)
+        if len(gone) > 3 and gone[3]:  # (a record from before the script returned it: none)
+            for watched in self._decoder.decode(gone[3]).subscriptions:
+                pipe.srem(keys.user_watchers(watched), session_id)
         await pipe.execute()
         return True
 
@@ -125,6 +137,17 @@ class RedisSessionStore:
     async def of_node(self, node: str) -> list[Session]:
         """Every session ``node`` owns."""
         return await self._indexed(self._keys.node_sessions(node), lambda s: s.node == node)
+
+    async def count(self) -> int:
+        """Live records: a SCAN of the session hashes (counted as it goes, not one instant)."""
+        return len(await scan_keys(self._client, self._keys.match_sessions()))
+
+    async def watchers(self, user: UserId) -> list[Session]:
+        """The present sessions subscribed to ``user``: the user's watchers set, each entry
+        checked against its record (one pipelined read per entry; stale ones pruned)."""
+        return await self._indexed(
+            self._keys.user_watchers(user), lambda s: s.present and user in s.subscriptions
+        )
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from presenced.store.base import TypingChange
-from presenced.store.redis.keys import Keys
+from presenced.store.redis.keys import Keys, _tag
+from presenced.store.redis.outbox import RedisOutbox, ScriptEvent
 from presenced.store.redis.scripts import Scripts
 from presenced.typing import RoomId, UserId
 
@@ -38,20 +39,37 @@ class RedisTypingStore:
     """Typing sets per room; each change returns the new set and its number, or None if
     unchanged."""
 
-    def __init__(self, client: Any, keys: Keys, scripts: Scripts) -> None:
+    def __init__(
+        self, client: Any, keys: Keys, scripts: Scripts, outbox: RedisOutbox | None = None
+    ) -> None:
         self._client = client
         self._keys = keys
         self._scripts = scripts
+        self._outbox = outbox
 
     async def start(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None:
-        keys = [self._keys.room_typing(room), self._keys.room_typing_seq(room)]
-        args = [user, TYPING_KEY_TTL, int(wall * 1000)]
-        return _change(await self._scripts.run("typing_start", keys, args))
+        return _change(await self._run("typing_start", room, user, wall, "typing.started", {}))
 
-    async def stop(self, room: RoomId, user: UserId, wall: float) -> TypingChange | None:
+    async def stop(
+        self, room: RoomId, user: UserId, wall: float, *, expired: bool = False
+    ) -> TypingChange | None:
+        data = {"expired": True} if expired else {}
+        return _change(await self._run("typing_stop", room, user, wall, "typing.stopped", data))
+
+    async def _run(
+        self, script: str, room: RoomId, user: UserId, wall: float, event: str, data: Any
+    ) -> Any:
+        """Run a typing script; with an outbox, with the one event it writes on a change."""
         keys = [self._keys.room_typing(room), self._keys.room_typing_seq(room)]
-        args = [user, TYPING_KEY_TTL, int(wall * 1000)]
-        return _change(await self._scripts.run("typing_stop", keys, args))
+        args: list[Any] = [user, TYPING_KEY_TTL, int(wall * 1000)]
+        outbox = self._outbox
+        if outbox is None or not outbox.exporting:
+            return await self._scripts.run(script, keys, args)
+        tail = outbox.script_args(wall, [ScriptEvent(event, f"room:{room}", user, room, data)])
+        tag = f"r:{_tag(room)}"
+        result = await self._scripts.run(script, keys + outbox.script_keys(tag), args + tail)
+        await outbox.script_wrote(tag, tail)
+        return result
 
     async def typing(self, room: RoomId) -> list[UserId]:
         return _users(await self._client.lrange(self._keys.room_typing(room), 0, -1))

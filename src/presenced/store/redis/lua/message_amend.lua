@@ -8,9 +8,13 @@
 -- ARGV[1] message id   ARGV[2] user (editor or deleter)   ARGV[3] "1" edit, "0" delete
 -- ARGV[4] new body (JSON text; ignored for a delete)   ARGV[5] wall time (a float's repr)
 -- ARGV[6] history size   ARGV[7] cutoff (wall - history ttl)   ARGV[8] key TTL (seconds)
+-- KEYS[8], KEYS[9], ARGV[9..]: the event outbox (_export.lua); events: 1 message.edited,
+-- 2 message.deleted
 -- Returns {epoch, offset}, or nil when the message is not kept or already deleted.
 
 --#include _stream.lua
+local EXPORT_ARGV = 9
+--#include _export.lua
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local size, cutoff = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -33,4 +37,12 @@ if size > 0 then
   redis.call('RPUSH', KEYS[2], cjson.encode(ev))
   trim(size, cutoff)
 end
-return {redis.call('HGET', KEYS[1], 'epoch'), offset}
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local head = '{"epoch":' .. cjson.encode(epoch) .. ',"offset":' .. offset .. ',"id":'
+  .. cjson.encode(ARGV[1]) .. ',"user":' .. cjson.encode(ARGV[2])
+if ARGV[3] == '1' then
+  export(1, head .. ',"body":' .. ARGV[4] .. ',"time":' .. ARGV[5] .. '}')
+else
+  export(2, head .. ',"time":' .. ARGV[5] .. '}')
+end
+return {epoch, offset}

@@ -11,9 +11,14 @@
 -- ARGV[6] body (JSON text)   ARGV[7] wall time (a float's repr)   ARGV[8] message id
 -- ARGV[9] history size   ARGV[10] cutoff (wall - history ttl: older events are trimmed)
 -- ARGV[11] key TTL (seconds)
--- Returns {0, epoch, offset} for a new message, {1, epoch, state JSON} for a duplicate.
+-- KEYS[8], KEYS[9], ARGV[12..]: the event outbox (_export.lua); events: 1 message.created,
+-- 2 receipt.seen (the sender's own, when the send moved it)
+-- Returns {0, epoch, offset, seen before} for a new message, {1, epoch, state JSON} for a
+-- duplicate.
 
 --#include _stream.lua
+local EXPORT_ARGV = 12
+--#include _export.lua
 
 local user, size, cutoff = ARGV[2], tonumber(ARGV[9]), tonumber(ARGV[10])
 local has_temp = ARGV[4] == '1'
@@ -56,4 +61,13 @@ for i = 6, 7 do
   end
 end
 refresh(ARGV[11])
+local temp = 'null'
+if has_temp then temp = cjson.encode(ARGV[5]) end
+export(1, '{"epoch":' .. cjson.encode(epoch) .. ',"offset":' .. offset .. ',"id":'
+  .. cjson.encode(ARGV[8]) .. ',"user":' .. cjson.encode(user) .. ',"device":'
+  .. cjson.encode(ARGV[3]) .. ',"body":' .. ARGV[6] .. ',"time":' .. ARGV[7]
+  .. ',"temp_id":' .. temp .. '}')
+if seen_before < offset then
+  export(2, '{"offset":' .. offset .. ',"previous":' .. seen_before .. '}')
+end
 return {0, epoch, offset, seen_before}

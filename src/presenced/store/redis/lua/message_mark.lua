@@ -6,7 +6,10 @@
 -- KEYS[7] delivered hash (user -> offset)
 -- ARGV[1] user   ARGV[2] "seen" or "delivered" (anything else: delivered)   ARGV[3] offset
 -- ARGV[4] key TTL (seconds)
+-- KEYS[8], KEYS[9], ARGV[5..]: the event outbox (_export.lua); events: 1 receipt.seen
 -- Returns {old, new} of that position ({0, 0} when the room has no stream).
+local EXPORT_ARGV = 5
+--#include _export.lua
 
 
 -- The failsafe TTL of every stream key of the room, refreshed on each write.
@@ -26,4 +29,7 @@ if seen and tonumber(redis.call('HGET', KEYS[7], user) or '0') < new then
   redis.call('HSET', KEYS[7], user, new)
 end
 refresh(ARGV[4])
+if seen and new > old then
+  export(1, '{"offset":' .. new .. ',"previous":' .. old .. '}')
+end
 return {old, new}

@@ -12,30 +12,25 @@
 -- ARGV[3] ttl of the statuses hash, milliseconds
 -- ARGV[4] ttl of the meta hash, milliseconds
 -- ARGV[5] wall time, milliseconds (integer)
+-- KEYS[3], KEYS[4], ARGV[6..]: the event outbox (_export.lua); events: 1 force_leave and
+-- 2 session.closed (their data given: written when the session was there), 3 user.online,
+-- 4 user.offline, 5 user.status
 -- Returns {change number, last seen before or "", last seen after or "", n, n records before..., records after...}.
 local statuses, meta = KEYS[1], KEYS[2]
-
--- Whether others see the user online: it has sessions and its aggregate is not invisible.
-local function visible(records)
-  local best, rank = nil, 0
-  for _, raw in ipairs(records) do
-    local entry = cjson.decode(raw)
-    if entry.r > rank then
-      best, rank = entry.s, entry.r
-    end
-  end
-  return best ~= nil and best ~= 'invisible'
-end
+local EXPORT_ARGV = 6
+--#include _export.lua
+--#include _presence.lua
 
 local before = redis.call('HVALS', statuses)
 local seen_before = redis.call('HGET', meta, 'ls')
-redis.call('HDEL', statuses, ARGV[1])
+local closed = redis.call('HDEL', statuses, ARGV[1]) == 1
 local change = math.max((tonumber(redis.call('HGET', meta, 'ch')) or 0) + 1, tonumber(ARGV[5]))
 redis.call('HSET', meta, 'ch', string.format('%d', change))
 local after = redis.call('HVALS', statuses)
+local b, a = aggregate(before), aggregate(after)
 
 local seen_after = seen_before
-if visible(before) and not visible(after) then
+if visible(b) and not visible(a) then
   seen_after = ARGV[2]
   redis.call('HSET', meta, 'ls', seen_after)
 end
@@ -45,6 +40,11 @@ else
   redis.call('PEXPIRE', statuses, tonumber(ARGV[3]))
   redis.call('PEXPIRE', meta, tonumber(ARGV[4]))
 end
+if closed then
+  export(1, '')
+  export(2, '')
+end
+export_presence(3, b, a, seen_after)
 
 local result = {change, seen_before or '', seen_after or '', #before}
 for _, raw in ipairs(before) do table.insert(result, raw) end

@@ -16,20 +16,14 @@
 -- ARGV[7] ttl of the statuses hash, milliseconds
 -- ARGV[8] ttl of the meta hash, milliseconds
 -- ARGV[9] wall time, milliseconds (integer)
+-- KEYS[3], KEYS[4], ARGV[10..]: the event outbox (_export.lua); events: 1 session.opened
+-- (its data given: written when the session is new), 2 user.online, 3 user.offline,
+-- 4 user.status
 -- Returns {change number, last seen before or "", last seen after or "", n, n records before..., records after...}.
 local statuses, meta = KEYS[1], KEYS[2]
-
--- Whether others see the user online: it has sessions and its aggregate is not invisible.
-local function visible(records)
-  local best, rank = nil, 0
-  for _, raw in ipairs(records) do
-    local entry = cjson.decode(raw)
-    if entry.r > rank then
-      best, rank = entry.s, entry.r
-    end
-  end
-  return best ~= nil and best ~= 'invisible'
-end
+local EXPORT_ARGV = 10
+--#include _export.lua
+--#include _presence.lua
 
 local before = redis.call('HVALS', statuses)
 local seen_before = redis.call('HGET', meta, 'ls')
@@ -38,16 +32,19 @@ local change = math.max((tonumber(redis.call('HGET', meta, 'ch')) or 0) + 1, ton
 redis.call('HSET', meta, 'ch', string.format('%d', change))
 local entry = {s = ARGV[2], r = tonumber(ARGV[3]), q = seq}
 if ARGV[4] == '1' then entry.t = ARGV[5] end
-redis.call('HSET', statuses, ARGV[1], cjson.encode(entry))
+local opened = redis.call('HSET', statuses, ARGV[1], cjson.encode(entry)) == 1
 local after = redis.call('HVALS', statuses)
+local b, a = aggregate(before), aggregate(after)
 
 local seen_after = seen_before
-if visible(before) and not visible(after) then
+if visible(b) and not visible(a) then
   seen_after = ARGV[6]
   redis.call('HSET', meta, 'ls', seen_after)
 end
 redis.call('PEXPIRE', statuses, tonumber(ARGV[7]))
 redis.call('PEXPIRE', meta, tonumber(ARGV[8]))
+if opened then export(1, '') end
+export_presence(2, b, a, seen_after)
 
 local result = {change, seen_before or '', seen_after or '', #before}
 for _, raw in ipairs(before) do table.insert(result, raw) end

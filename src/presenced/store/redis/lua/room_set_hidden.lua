@@ -1,15 +1,21 @@
 -- room_set_hidden: hide a member (LEFT for the others) or reveal it (JOINED, with its devices
 -- and meta as they are now); NONE when not a member or already so (Roster.set_hidden).
 -- KEYS[1] room state hash: v = version, n = visible members
--- KEYS[2] room members hash: user -> JSON {s = [session ids], h = hidden, m = meta JSON}
+-- KEYS[2] room members hash: user -> JSON {s = [session ids], h = hidden, m = meta JSON,
+--         j = joined at: the wall time of the first session's join, as the caller wrote it}
 -- ARGV[1] user
 -- ARGV[2] hidden, "1" or "0"
 -- ARGV[3] ttl of both keys, milliseconds
--- Returns {kind, version, devices, meta JSON or ""}; kind is left, joined or none.
+-- KEYS[3], KEYS[4], ARGV[4..]: the event outbox (_export.lua); events: 1 member.left
+-- (reason offline), 2 member.joined
+-- Returns {kind, version, devices, meta JSON or "", joined at or ""}; kind is left, joined or
+-- none (a revealed member keeps the joined-at of its first session).
 local state, members = KEYS[1], KEYS[2]
 local user = ARGV[1]
 local hidden = ARGV[2] == '1'
 local ttl = tonumber(ARGV[3])
+local EXPORT_ARGV = 4
+--#include _export.lua
 
 local version = tonumber(redis.call('HGET', state, 'v') or '0')
 local raw = redis.call('HGET', members, user)
@@ -24,7 +30,10 @@ redis.call('PEXPIRE', state, ttl)
 redis.call('PEXPIRE', members, ttl)
 if hidden then
   redis.call('HINCRBY', state, 'n', -1)
+  export(1, '{"reason":"offline"}')
   return {'left', version, 0, ''}
 end
 redis.call('HINCRBY', state, 'n', 1)
-return {'joined', version, #entry.s, entry.m or ''}
+export(2, '{"devices":' .. #entry.s .. ',"meta":' .. (entry.m or 'null') .. ',"joined_at":'
+  .. (entry.j ~= nil and entry.j ~= '' and entry.j or 'null') .. '}')
+return {'joined', version, #entry.s, entry.m or '', entry.j or ''}

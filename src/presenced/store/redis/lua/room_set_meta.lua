@@ -1,10 +1,11 @@
 -- room_set_meta: replace a member's metadata (Roster.set_meta), returning the change.
 -- KEYS[1] room state hash: v = version, n = visible members
--- KEYS[2] room members hash: user -> JSON {s = [session ids], h = hidden, m = meta JSON}
+-- KEYS[2] room members hash: user -> JSON {s = [session ids], h = hidden, m = meta JSON,
+--         j = joined at: the wall time of the first session's join, as the caller wrote it}
 -- ARGV[1] user
 -- ARGV[2] meta as canonical JSON (sorted keys)
 -- ARGV[3] ttl of both keys, milliseconds
--- Returns {kind, version, devices, meta JSON or ""}; kind is updated or none.
+-- Returns {kind, version, devices, meta JSON or "", joined at or ""}; kind is updated or none.
 local state, members = KEYS[1], KEYS[2]
 local user, meta = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
@@ -24,4 +25,4 @@ if changed and not entry.h then
 end
 redis.call('PEXPIRE', state, ttl)
 redis.call('PEXPIRE', members, ttl)
-return {kind, version, #entry.s, meta}
+return {kind, version, #entry.s, meta, entry.j or ''}

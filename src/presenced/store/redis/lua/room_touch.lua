@@ -1,10 +1,11 @@
 -- room_touch: something others see about a member changed (its status): UPDATED with a new
 -- room version, NONE when hidden or not a member (Roster.touch).
 -- KEYS[1] room state hash: v = version, n = visible members
--- KEYS[2] room members hash: user -> JSON {s = [session ids], h = hidden, m = meta JSON}
+-- KEYS[2] room members hash: user -> JSON {s = [session ids], h = hidden, m = meta JSON,
+--         j = joined at: the wall time of the first session's join, as the caller wrote it}
 -- ARGV[1] user
 -- ARGV[2] ttl of both keys, milliseconds
--- Returns {kind, version, devices, meta JSON or ""}; kind is updated or none.
+-- Returns {kind, version, devices, meta JSON or "", joined at or ""}; kind is updated or none.
 local state, members = KEYS[1], KEYS[2]
 local user = ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -21,4 +22,4 @@ if not entry.h then
   redis.call('PEXPIRE', state, ttl)
   redis.call('PEXPIRE', members, ttl)
 end
-return {kind, version, #entry.s, entry.m or ''}
+return {kind, version, #entry.s, entry.m or '', entry.j or ''}

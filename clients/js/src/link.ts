@@ -1,0 +1,139 @@
+/**
+ * One WebSocket connection, as the client sees it: frames in, one close out, exactly once.
+ *
+ * A link ends once (`finish`): on the socket's close event, or at once when the client gives
+ * up on it (`abort`: a heartbeat went unanswered, the device went offline). After that its
+ * socket's late events are ignored, so a close that a browser reports seconds later (or never,
+ * on a dead network) cannot disturb the connection that replaced it. Frames that arrive before
+ * the client took the link over are buffered, so nothing sent right after `welcome` (a
+ * `room.recovered`) is lost between the handshake and the hand-over.
+ */
+
+/** What the client needs of a WebSocket: the browser / WHATWG interface. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export class Link {
+  readonly ws: WebSocketLike;
+  dead = false;
+  /** When the last frame arrived (ms, the client's clock). */
+  lastFrameAt = 0;
+  readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  readonly closed: Promise<void>;
+  private resolveClosed!: () => void;
+  private frameHandler: ((data: string) => void) | null = null;
+  private buffer: string[] = [];
+  private closeHandler: ((code: number, reason: string) => void) | null = null;
+  private ended: [number, string] | null = null;
+
+  constructor(
+    WebSocketImpl: WebSocketConstructor,
+    url: string,
+    private readonly now: () => number,
+    onOpen: () => void,
+  ) {
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.ws = new WebSocketImpl(url);
+    this.ws.onopen = () => {
+      if (!this.dead) onOpen();
+    };
+    this.ws.onmessage = (event) => {
+      if (this.dead || typeof event.data !== "string") return; // the protocol is text frames
+      this.lastFrameAt = this.now();
+      if (this.frameHandler && this.buffer.length === 0) this.frameHandler(event.data);
+      else this.buffer.push(event.data);
+    };
+    this.ws.onclose = (event) => this.finish(event.code || 1006, event.reason || "");
+    // An error fails the connection and a close event should follow, but not every
+    // implementation sends it (Node 20's undici, for a handshake cut short): end here.
+    this.ws.onerror = () => this.finish(1006, "connection error");
+  }
+
+  /** Route frames to `handler`, starting with those buffered so far. */
+  onFrame(handler: (data: string) => void): void {
+    this.frameHandler = handler;
+    while (this.buffer.length > 0 && !this.dead && this.frameHandler === handler) {
+      handler(this.buffer.shift() as string);
+    }
+  }
+
+  /** Buffer frames again until the next `onFrame`. */
+  pause(): void {
+    this.frameHandler = null;
+  }
+
+  /** Call `handler` when the link ends (at once if it has ended already). */
+  onClose(handler: (code: number, reason: string) => void): void {
+    this.closeHandler = handler;
+    if (this.ended) handler(...this.ended);
+  }
+
+  /** Send a frame; false when the link is gone (the frame is not sent). */
+  send(text: string): boolean {
+    if (this.dead || this.ws.readyState !== 1) return false;
+    try {
+      this.ws.send(text);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A timer that dies with the link. */
+  setTimer(ms: number, callback: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.dead) callback();
+    }, ms);
+    this.timers.add(timer);
+  }
+
+  /** Close politely (1000); the link ends when the server answers, or after `timeout`. */
+  async close(timeout: number): Promise<void> {
+    if (this.dead) return;
+    try {
+      this.ws.close(1000, "closed by client");
+    } catch {
+      // already closing
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeout)));
+    await Promise.race([this.closed, late]);
+    clearTimeout(timer);
+    this.abort("closed by client", 1000);
+  }
+
+  /** Give up on the link now: it ends at once with `code` (1006: as if the network dropped). */
+  abort(reason: string, code = 1006): void {
+    if (this.dead) return;
+    try {
+      this.ws.close(1000, reason.slice(0, 120));
+    } catch {
+      // never opened, or already closing
+    }
+    this.finish(code, reason);
+  }
+
+  private finish(code: number, reason: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.ended = [code, reason];
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.ws.onopen = null;
+    this.ws.onmessage = null;
+    this.ws.onclose = null;
+    this.buffer = [];
+    this.resolveClosed();
+    this.closeHandler?.(code, reason);
+  }
+}

@@ -1,0 +1,100 @@
+"""A TCP relay on loopback that can be cut: a server that becomes unreachable, then comes back.
+
+Clients connect to :attr:`TcpRelay.port` instead of the server's; each connection is
+relayed byte for byte to ``127.0.0.1:upstream``. :meth:`cut` closes every relayed
+connection and stops listening (a client then gets "connection refused", as from a server
+that is down); :meth:`mend` listens again on the same port. The server behind it keeps its
+state, so a test sees what a client did during the outage without a server restart that
+would lose it (tansu keeps its topics in memory only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+__all__ = ["TcpRelay"]
+
+
+class TcpRelay:
+    """Relays loopback TCP connections on a port of its own to ``upstream``."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> TcpRelay:
+        await self.mend()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.cut()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def mend(self) -> None:
+        """Listen (again, on the same port once it had one)."""
+        if self._server is not None:
+            return
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        self._server = await asyncio.start_server(self._relay, sock=sock)
+
+    async def cut(self) -> None:
+        """Stop listening and close every relayed connection (both ends)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        writers = list(self._writers)
+        for writer in writers:
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in writers:  # closed for real before the caller goes on (or blocks)
+            self._writers.discard(writer)
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def _relay(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except OSError:
+            down_w.close()
+            return
+        if self._server is None:  # cut while this one was being connected
+            down_w.close()
+            up_w.close()
+            return
+        self._writers.update((down_w, up_w))
+        pumps = [
+            asyncio.create_task(self._pump(down_r, up_w)),
+            asyncio.create_task(self._pump(up_r, down_w)),
+        ]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+                self._tasks.discard(task)
+            for writer in (down_w, up_w):
+                writer.close()
+                self._writers.discard(writer)
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
