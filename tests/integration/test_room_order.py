@@ -41,7 +41,10 @@ LIMITS: dict[str, Any] = {
     "grace": 5,
     "heartbeat_interval": 1,
     "heartbeat_timeout": 1,
-    "order_hold": 2,
+    # A member version whose publish is later than this is given up on (clients resnapshot);
+    # this test wants every one, and on a loaded 2-core CI box with 200 joins and 2 nodes in
+    # one event loop a join's publish was measured >2 s after its number was assigned.
+    "order_hold": 10,
 }
 
 

@@ -141,10 +141,9 @@ class _Link:
                 failures = 0
                 if self.connects > 1 and wanted:
                     self._confirmed_later(wanted[-1])
-                await broker._subscribe_all(conn, wanted)
+                await broker._send_all(conn, broker._sub, wanted)
                 stale = [c for c in wanted if c not in self.channels]  # dropped meanwhile
-                for chunk in broker._groups(stale):
-                    await conn.send_command(broker._unsub, *chunk, check_health=False)
+                await broker._send_all(conn, broker._unsub, stale)
                 await self._read(conn)
             except asyncio.CancelledError:
                 raise
@@ -368,9 +367,16 @@ class RedisBroker:
             by_slot[key_slot(channel)].append(channel)
         return [g[i : i + _CHUNK] for g in by_slot.values() for i in range(0, len(g), _CHUNK)]
 
-    async def _subscribe_all(self, conn: Any, channels: list[bytes]) -> None:
-        for chunk in self._groups(channels):
-            await conn.send_command(self._sub, *chunk, check_health=False)
+    async def _send_all(self, conn: Any, verb: str, channels: list[bytes]) -> None:
+        """(Un)subscribe ``channels`` in one write: every command of every group packed
+        together. On Cluster a group is one slot, so a link coming up under a connect storm
+        has hundreds of commands to send; awaiting each in turn on a busy event loop took
+        one loop pass apiece (1.8 s for 36 channels, measured), and every subscriber waiting
+        for its confirmation waited that long."""
+        if not channels:
+            return
+        packed = conn.pack_commands([(verb, *chunk) for chunk in self._groups(channels)])
+        await conn.send_packed_command(packed, check_health=False)
 
     def _deliver(self, channel: bytes, frame: bytes) -> None:
         deliver_frame(self._handlers.get(channel), channel, frame, log, "pub/sub")
