@@ -381,3 +381,104 @@ async def test_a_jetstream_stream_deleted_meanwhile_is_created_again(
     finally:
         await consumer.close()
     await alice.close()
+
+
+def _leading(server: RunningServer) -> bool:
+    feed = server.node.export.feed
+    return feed is not None and feed.leading
+
+
+@pytest.mark.own_backend
+@pytest.mark.parametrize("store", ["valkey", "valkey-cluster"])
+async def test_a_sink_down_across_a_leader_change_loses_nothing_and_keeps_each_keys_order(
+    cut_target: tuple[Target, TcpRelay],
+    make_server: ServerFactory,
+    store: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The leading node reads events it cannot deliver (the broker is cut off), then dies
+    without giving up its lead; a second node takes over while the broker is still away and
+    makes more changes. When the broker is back it holds every event, each key's first
+    copies in ``seq`` order, with the ids the first node's reads had."""
+    target, relay = cut_target
+    if store == "valkey-cluster":
+        url = "redis+cluster://" + ",".join(request.getfixturevalue("valkey_cluster").seeds)
+    else:
+        url = request.getfixturevalue("valkey").url
+    name = unique()
+    shared: dict[str, Any] = {
+        "redis": url,
+        "redis_prefix": f"lc{uuid.uuid4().hex[:8]}",
+        SETTING[target.kind]: target.url(
+            name, "member.*+message.created", tries="100", timeout="1s"
+        ),
+        "lease_ttl": 1.0,
+        "lease_interval": 0.2,
+        "message_burst": 100,
+    }
+    consumer = await target.consumer(name)
+    try:
+        first = await make_server(node_id="first", **shared)
+        await until(lambda: _leading(first), "the first node leads")
+        alice = await open_client(first, "alice")
+        for room in ("r1", "r2"):
+            await alice.request({"type": "room.join", "room": room})
+
+        async def send(client: ProtocolClient, n: int) -> None:
+            ack = await client.request(
+                {"type": "message.send", "room": f"r{n % 2 + 1}", "body": f"{n}"}
+            )
+            assert isinstance(ack, MessageAck), ack
+
+        for n in range(6):
+            await send(alice, n)
+        runner = first.node.export.runners[0]
+        await until(lambda: runner.stats.delivered >= 8, "the first joins and messages", 10)
+        await relay.cut()
+        for n in range(6, 12):
+            await send(alice, n)
+        await until(lambda: runner.stats.failures >= 1, "the leader failing to deliver", 10)
+        # The leader dies without a word: its tasks stop, its lead is not given up.
+        feed = first.node.export.feed
+        assert feed is not None
+        for task in feed._tasks:
+            task.cancel()
+        second = await make_server(node_id="second", **shared)
+        await until(lambda: _leading(second), "the second node takes the lead", 10)
+        bob = await open_client(second, "bob")
+        for room in ("r1", "r2"):
+            await bob.request({"type": "room.join", "room": room})
+        for n in range(12, 18):
+            await send(bob, n)
+        after = second.node.export.runners[0]
+        await until(lambda: after.stats.failures >= 1, "the new leader failing too", 10)
+        await relay.mend()
+
+        async def all_there() -> bool:
+            got = first_copies(await consumer.poll())
+            return len(types(got)) == 18 + 4
+
+        await eventually(all_there, "every join and message after the outage", 30)
+        kept = first_copies(consumer.got)
+        for room, first_body in (("r1", 0), ("r2", 1)):
+            bodies = [
+                int(g.event["data"]["body"])
+                for g in kept
+                if g.event["room"] == room and g.event["type"] == "message.created"
+            ]
+            assert bodies == list(range(first_body, 18, 2)), room  # none lost, in order
+            seqs = [g.event["seq"] for g in kept if g.event["key"] == f"room:{room}"]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), room
+        joins = [
+            (g.event["user"], g.event["room"]) for g in kept if g.event["type"] == "member.joined"
+        ]
+        assert sorted(joins) == [("alice", "r1"), ("alice", "r2"), ("bob", "r1"), ("bob", "r2")]
+        # A redelivered copy is the very event: same id, same content.
+        firsts = {g.id: g.event for g in kept}
+        assert all(firsts[g.id] == g.event for g in consumer.got)
+        _transport_checks(target.kind, name, consumer.got)
+        assert after.stats.dead == 0
+        await alice.close()
+        await bob.close()
+    finally:
+        await consumer.close()

@@ -22,9 +22,11 @@ from presenced.testing import ManualClock
 class ListSink:
     """Accepts batches into a list; refuses the next ``fail`` deliveries."""
 
-    def __init__(self, name: str = "list", fail: int = 0) -> None:
+    def __init__(self, name: str = "list", fail: int = 0, close_fails: bool = False) -> None:
         self.name = name
         self.fail = fail
+        self.close_fails = close_fails
+        self.closed = False
         self.batches: list[list[Event]] = []
         self.arrived = asyncio.Event()
 
@@ -36,7 +38,9 @@ class ListSink:
         self.arrived.set()
 
     async def close(self) -> None:
-        pass
+        self.closed = True
+        if self.close_fails:
+            raise ConnectionResetError("Connection lost")  # as nats-py's close on a lost link
 
 
 FAST = {"linger": 0.0, "backoff_min": 0.001, "backoff_max": 0.002}
@@ -113,6 +117,21 @@ async def test_batches_keep_the_order_and_a_refused_batch_is_retried() -> None:
     assert [e.user for b in sink.batches for e in b] == [f"u{n}" for n in range(7)]
     assert export.runners[0].stats.failures == 2 and export.runners[0].stats.delivered == 7
     await export.close()
+
+
+async def test_a_sink_that_fails_to_close_does_not_stop_the_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken, healthy = ListSink("broken", close_fails=True), ListSink("healthy")
+    export = EventExport(
+        "n1", ManualClock(), [(broken, SinkPolicy(**FAST)), (healthy, SinkPolicy(**FAST))]
+    )
+    export.emit("member.joined", room="r", user="u")
+    export.start()
+    await export.close()
+    assert broken.closed and healthy.closed  # the next sink was still closed
+    assert [e.user for b in healthy.batches for e in b] == ["u"]
+    assert "sink broken: closing failed: ConnectionResetError" in caplog.text
 
 
 async def test_a_dead_letter_is_kept_and_replayed_ahead_of_the_queue() -> None:

@@ -152,7 +152,15 @@ class SinkRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.sink.close()
+        await self.close_sink()
+
+    async def close_sink(self) -> None:
+        """Close the sink's connections. A failure here (the broker's link already lost, a
+        refused goodbye) is logged: it must not stop the node's shutdown half way."""
+        try:
+            await self.sink.close()
+        except Exception as exc:
+            log.warning("sink %s: closing failed: %s: %s", self.sink.name, type(exc).__name__, exc)
 
     async def _run(self) -> None:
         policy = self.policy
@@ -392,7 +400,7 @@ class EventExport:
         if self.feed is not None:
             await self.feed.close(drain)
             for runner in self.runners:
-                await runner.sink.close()
+                await runner.close_sink()
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain
