@@ -41,7 +41,9 @@ def connect_auth(query: Mapping[str, str], headers: Mapping[str, str]) -> Auth |
     token = query.get("token") or bearer
     if not (token or "user" in query or "resume" in query):
         return None
-    given: dict[str, Any] = {"type": "auth", **query}
+    # The URL always means auth: a `type` parameter is ignored like any unknown one (it used
+    # to override the tag, and `?type=logout` got an UNKNOWN_TYPE for a message never sent).
+    given: dict[str, Any] = {**query, "type": "auth"}
     if token:
         given["token"] = token
     if "device_info" in query:
