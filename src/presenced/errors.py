@@ -8,6 +8,7 @@
     +-- ProtocolError          a client request that cannot be served: carries a wire code
     |   +-- AuthError          AUTH_FAILED / AUTH_TIMEOUT / NOT_AUTHENTICATED
     +-- StoreError             the backplane failed (Redis down, script error)
+    +-- SessionLimitReached    a store refused a user's new session: it has its limit already
 
 Protocol errors carry the code sent on the wire (:class:`presenced.protocol.codes.ErrorCode`),
 the offending field where there is one, and whether the error is fatal (closes the
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidTransition",
     "PresencedError",
     "ProtocolError",
+    "SessionLimitReached",
     "StoreError",
 ]
 
@@ -93,3 +95,14 @@ class AuthError(ProtocolError):
 
 class StoreError(PresencedError):
     """The shared store could not complete an operation."""
+
+
+class SessionLimitReached(PresencedError):
+    """A store refused to add a new session to a user's presence: the user already has
+    ``limit`` sessions (active or in grace). Nothing was written."""
+
+    def __init__(self, user: str, limit: int, count: int) -> None:
+        super().__init__(f"user {user!r} has {count} sessions, the limit is {limit}")
+        self.user = user
+        self.limit = limit
+        self.count = count

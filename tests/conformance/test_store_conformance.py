@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from presenced.errors import SessionLimitReached
 from presenced.presence.roster import ChangeKind, MemberEntry, RoomChange
 from presenced.presence.session import RoomOptions, Session, SessionState
 from presenced.presence.status import STATUS_PRECEDENCE, UserPresence
@@ -534,6 +535,27 @@ async def test_first_and_last_session(backplane: Backplane) -> None:
     assert change.after == UserPresence(ALICE, True, "away", 1, None, None)
     change = await presence.remove(ALICE, S3, 250.5)
     assert change.after.last_seen == 250.5
+
+
+async def test_a_limit_refuses_a_new_session_only(backplane: Backplane) -> None:
+    """``limit`` (max_connections_per_user) is checked in the same step as the add: a new
+    session over it is refused with nothing written; one already there never is."""
+    presence = backplane.presence
+    await presence.set(ALICE, S1, "online", None, 1.0, limit=2)
+    await presence.set(ALICE, S2, "away", None, 2.0, limit=2)
+    with pytest.raises(SessionLimitReached) as err:
+        await presence.set(ALICE, S3, "online", None, 3.0, limit=2)
+    assert (err.value.limit, err.value.count) == (2, 2)
+    assert await presence.sessions_of(ALICE) == [S1, S2]  # nothing written
+    assert (await presence.get_private(ALICE)).status == "online"
+    change = await presence.set(ALICE, S2, "dnd", None, 4.0, limit=2)  # already there
+    assert change.after.status == "dnd"
+    await presence.set(BOB, S4, "online", None, 4.0, limit=1)  # per user
+    await presence.set(ALICE, S3, "online", None, 5.0)  # no limit asked: added
+    await presence.remove(ALICE, S1, 6.0)
+    await presence.remove(ALICE, S2, 6.0)
+    await presence.set(ALICE, S1, "online", None, 7.0, limit=2)  # a slot freed: fits
+    assert await presence.sessions_of(ALICE) == [S1, S3]
 
 
 async def test_presence_changes_are_numbered_in_order_per_user(backplane: Backplane) -> None:

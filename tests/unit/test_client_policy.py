@@ -159,6 +159,7 @@ def test_backoff_rejects_bad_settings(kwargs: dict[str, float], message: str) ->
         (1001, Decision.RECONNECT_BACKOFF),
         (1011, Decision.RECONNECT_BACKOFF),
         (4000, Decision.RECONNECT_BACKOFF),
+        (4012, Decision.RECONNECT_BACKOFF),  # a connection limit: not at once
         (4999, Decision.RECONNECT_BACKOFF),
         (None, Decision.RECONNECT_BACKOFF),
     ],
@@ -190,6 +191,7 @@ def test_auth_failed_is_retried_only_with_a_refreshable_token() -> None:
         (ErrorCode.RATE_LIMITED, False, Decision.RECONNECT_BACKOFF),
         (ErrorCode.SHUTTING_DOWN, False, Decision.RECONNECT_BACKOFF),
         (ErrorCode.INTERNAL, False, Decision.RECONNECT_BACKOFF),
+        (ErrorCode.TOO_MANY_CONNECTIONS, True, Decision.RECONNECT_BACKOFF),
     ],
 )
 def test_auth_error_decisions(code: ErrorCode, refreshable: bool, decision: Decision) -> None:

@@ -34,6 +34,7 @@ export const ErrorCode = {
   SHUTTING_DOWN: "SHUTTING_DOWN",
   INTERNAL: "INTERNAL",
   TOKEN_EXPIRED: "TOKEN_EXPIRED",
+  TOO_MANY_CONNECTIONS: "TOO_MANY_CONNECTIONS",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -54,6 +55,7 @@ export const CloseCode = {
   FRAME_TOO_LARGE: 4009,
   DISCONNECTED: 4010,
   TOKEN_EXPIRED: 4011,
+  TOO_MANY_CONNECTIONS: 4012, // over a connection limit: back off (not listed: the default)
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

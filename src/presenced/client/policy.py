@@ -113,6 +113,7 @@ _CLOSE_DECISIONS: dict[int, Decision] = {
     CloseCode.FRAME_TOO_LARGE: Decision.RECONNECT_BACKOFF,
     CloseCode.DISCONNECTED: Decision.RECONNECT_NOW,  # afresh: see may_resume
     CloseCode.TOKEN_EXPIRED: Decision.RECONNECT_NOW,  # with a fresh token, and resume
+    CloseCode.TOO_MANY_CONNECTIONS: Decision.RECONNECT_BACKOFF,  # never at once: it holds
 }
 
 

@@ -278,6 +278,28 @@ class Settings:
     max_subscriptions_per_session: int = field(
         default=1000, metadata=_spec("int", "users one session may watch", lo=0)
     )
+    max_connections_per_user: int = field(
+        default=0,
+        metadata=_spec(
+            "int",
+            "sessions one user may have at once, across every node on the shared store "
+            "(active or in grace; a resume is not a new one); a new session over it is "
+            "refused at auth with TOO_MANY_CONNECTIONS and close 4012",
+            lo=0,
+            note="(0 = unlimited)",
+        ),
+    )
+    max_connections_per_ip: int = field(
+        default=0,
+        metadata=_spec(
+            "int",
+            "open WebSockets one client address may have on a node, authenticated or not "
+            "(the address X-Forwarded-For names when the peer is in trusted_proxies); one "
+            "over it is closed with 4012 at once, before it authenticates",
+            lo=0,
+            note="(0 = unlimited)",
+        ),
+    )
     rate_limit: float = field(
         default=50.0,
         metadata=_spec("float", "messages per second per connection", lo=0, lo_open=True),
@@ -520,8 +542,9 @@ class Settings:
         default=None,
         metadata=_spec(
             "networks",
-            "proxies whose X-Forwarded-For names the client address in the logs (addresses "
-            "or CIDR blocks); from any other peer the header is ignored",
+            "proxies whose X-Forwarded-For names the client address in the logs and for "
+            "max_connections_per_ip (addresses or CIDR blocks); from any other peer the header "
+            "is ignored",
             off=True,
         ),
     )

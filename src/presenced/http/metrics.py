@@ -99,6 +99,10 @@ FAMILIES: dict[str, Family] = {
     "presenced_connections_closed": Family(
         "counter", "WebSocket connections closed, by close code (1006: no close frame).", "code"
     ),
+    "presenced_connections_refused": Family(
+        "counter", "Connections refused over a connection limit (close 4012), by limit "
+        "(ip: max_connections_per_ip, user: max_connections_per_user).", "limit",
+    ),
     "presenced_auth_failures": Family(
         "counter", "Refused authentications, by reason (expired, signature, timeout...).",
         "reason",
@@ -201,6 +205,7 @@ def node_values(node: Node) -> Values:
     counters: dict[str, dict[str, float]] = {
         "presenced_connections_opened": {"": stats.connections_opened},
         "presenced_connections_closed": dict(stats.closed),
+        "presenced_connections_refused": dict(stats.connections_refused),
         "presenced_auth_failures": dict(stats.auth_failures),
         "presenced_heartbeats": {"": stats.heartbeats},
         "presenced_messages_received": {"": stats.messages_in},

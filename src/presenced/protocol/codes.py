@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"  # body over max_message_bytes; not delivered
     MESSAGE_RATE_LIMITED = "MESSAGE_RATE_LIMITED"  # over message_rate; not delivered
     SHUTTING_DOWN = "SHUTTING_DOWN"  # the node is draining; reconnect elsewhere
+    TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"  # per user or per address (fatal: close 4012)
     INTERNAL = "INTERNAL"  # a server fault; the request may be retried
 
 
@@ -59,6 +60,7 @@ class CloseCode(IntEnum):
     FRAME_TOO_LARGE = 4009  # frame over the hard transport cap
     DISCONNECTED = 4010  # the backend ended the session: reconnect with fresh credentials
     TOKEN_EXPIRED = 4011  # the token ran out, no refresh came: reconnect with a fresh one, resume
+    TOO_MANY_CONNECTIONS = 4012  # over max_connections_per_user / _per_ip: back off, retry later
 
 
 class LeaveReason(StrEnum):

@@ -6,16 +6,64 @@ client is (a verified token, or the named user in insecure development mode), an
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 from presenced.auth import Identity, TokenVerifier, insecure_identity
 from presenced.config import Settings
-from presenced.errors import AuthError, ProtocolError
+from presenced.errors import AuthError, ProtocolError, SessionLimitReached
 from presenced.presence.session import Session
 from presenced.protocol.chat import SYSTEM_USER
+from presenced.protocol.codec import convert_auth
 from presenced.protocol.codes import SUPPORTED_PROTOCOLS, ErrorCode
 from presenced.protocol.messages import Auth, Welcome
 from presenced.typing import NodeId
 
-__all__ = ["check_protocol", "identify", "welcome"]
+__all__ = [
+    "check_protocol",
+    "connect_auth",
+    "identify",
+    "too_many_from_address",
+    "too_many_sessions",
+    "welcome",
+]
+
+
+def connect_auth(query: Mapping[str, str], headers: Mapping[str, str]) -> Auth | None:
+    """The ``auth`` request the connect URL carries (docs/protocol.md, "Connect and
+    authenticate"), or None when it carries no credentials (no ``token``, ``user`` or
+    ``resume``, no bearer ``Authorization`` header): the client sends an ``auth`` message.
+    Bad parameters raise the :class:`ProtocolError` that names the field; nothing else is
+    raised, whatever the client sent. ``headers`` have lower-cased names."""
+    header = headers.get("authorization", "")
+    bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    token = query.get("token") or bearer
+    if not (token or "user" in query or "resume" in query):
+        return None
+    # The URL always means auth: a `type` parameter is ignored like any unknown one (it used
+    # to override the tag, and `?type=logout` got an UNKNOWN_TYPE for a message never sent).
+    given: dict[str, Any] = {**query, "type": "auth"}
+    if token:
+        given["token"] = token
+    if "device_info" in query:
+        given["device_info"] = _json_object(query["device_info"], "device_info")
+    return convert_auth(given)
+
+
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    """A JSON object given as text in the connect URL (checked further by ``convert_auth``)."""
+
+    def no_constant(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(text, parse_constant=no_constant)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"`{field}` must be a JSON object", field=field)
+    return value
 
 
 def check_protocol(msg: Auth) -> None:
@@ -27,6 +75,27 @@ def check_protocol(msg: Auth) -> None:
             field="protocol",
             fatal=True,
         )
+
+
+def too_many_sessions(exc: SessionLimitReached) -> ProtocolError:
+    """The refusal of a new session over ``max_connections_per_user`` (fatal: close 4012)."""
+    return ProtocolError(
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        f"this user already has {exc.count} sessions, the most allowed "
+        f"(max_connections_per_user = {exc.limit}): close one, or resume a session in grace, "
+        "then retry with backoff",
+        fatal=True,
+    )
+
+
+def too_many_from_address(limit: int) -> ProtocolError:
+    """The refusal of a socket over ``max_connections_per_ip`` (fatal: close 4012)."""
+    return ProtocolError(
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        f"too many connections from this address (max_connections_per_ip = {limit}): "
+        "close one, then retry with backoff",
+        fatal=True,
+    )
 
 
 def identify(msg: Auth, verifier: TokenVerifier | None, insecure: bool, wall: float) -> Identity:

@@ -53,6 +53,7 @@ class Connection:
         "close_code",
         "closing",
         "id",
+        "ip_slot",
         "message_bucket",
         "node",
         "paused",
@@ -74,6 +75,7 @@ class Connection:
         # it authenticated as (kept until the socket is gone, for the "session closed" line).
         self.close_code = 1006
         self.client_ip = ""
+        self.ip_slot = False  # counted in its node's max_connections_per_ip slots
         self.bound: Session | None = None
         settings = node.settings
         now = node.clock.monotonic()

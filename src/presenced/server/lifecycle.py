@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 from presenced.auth import Identity, TokenVerifier, room_allowed
 from presenced.clock import Clock
 from presenced.config import Settings
-from presenced.errors import AuthError, ProtocolError
+from presenced.errors import AuthError, ProtocolError, SessionLimitReached
 from presenced.events.export import EventExport
+from presenced.logs import fields
 from presenced.presence.liveness import DeadlineKind, SessionRegistry
 from presenced.presence.roster import RoomChange, RoomDeletion
 from presenced.presence.session import RoomOptions, Session, SessionEvent, SessionState
@@ -53,7 +54,7 @@ from presenced.protocol.messages import (
     RoomJoined,
     RoomRemoved,
 )
-from presenced.server.auth_flow import check_protocol, identify, welcome
+from presenced.server.auth_flow import check_protocol, identify, too_many_sessions, welcome
 from presenced.server.fanout import LocalFanout, device_channel, node_channel, room_channel
 from presenced.server.room_events import RoomEvents
 from presenced.server.wire import wire_event
@@ -218,7 +219,10 @@ class Lifecycle:
     async def _open(
         self, conn: Connection, identity: Identity, msg: Auth, now: float, resume_error: str | None
     ) -> None:
-        """A fresh session: record first, then presence; undone whole if a step fails."""
+        """A fresh session: record first, then presence; undone whole if a step fails.
+        The presence step is where ``max_connections_per_user`` is checked: it counts the
+        user's sessions in the store (every node's, active or in grace) in the same atomic
+        step that adds this one; a resume never comes here, so it is never refused."""
         wall = self.clock.wall()
         session = Session(
             id=SessionId(secrets.token_urlsafe(12)),
@@ -246,9 +250,16 @@ class Lifecycle:
             change = await self.backplane.presence.set(
                 session.user, session.id, session.effective_status, None, wall,
                 exported=None if opened is None else {"session.opened": opened},
+                limit=self.settings.max_connections_per_user or None,
             )  # fmt: skip
-        except BaseException:
+        except BaseException as exc:
             await self._undo_open(conn, session)
+            if isinstance(exc, SessionLimitReached):
+                log.info(
+                    "connection refused",
+                    extra=fields(limit="user", user=session.user, ip=conn.client_ip),
+                )
+                raise too_many_sessions(exc) from None
             raise
         exp = identity.expires_at
         conn.send(welcome(self.settings, self.node_id, session, msg, False, resume_error, exp))

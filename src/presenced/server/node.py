@@ -11,7 +11,6 @@ the backend (through :attr:`Node.admin`, an :class:`AdminActions`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
@@ -27,10 +26,11 @@ from presenced.logs import fields
 from presenced.presence.liveness import Deadline, DeadlineKind, LivenessPolicy, SessionRegistry
 from presenced.presence.session import Session
 from presenced.protocol.chat import MessageSend
-from presenced.protocol.codec import convert_auth, decode_server
+from presenced.protocol.codec import decode_server
 from presenced.protocol.codes import CloseCode, ErrorCode, LeaveReason
 from presenced.protocol.messages import Auth, ClientMessage, RoomDeleted
 from presenced.server.admin import AdminActions
+from presenced.server.auth_flow import connect_auth, too_many_from_address
 from presenced.server.client_ip import ClientAddress
 from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
@@ -39,6 +39,7 @@ from presenced.server.fanout import LocalFanout, node_channel
 from presenced.server.handlers import dispatch
 from presenced.server.instrument import instrument
 from presenced.server.lifecycle import Lifecycle
+from presenced.server.limits import AddressSlots
 from presenced.server.ordering import Emit, RoomOrder
 from presenced.server.stats import NodeStats
 from presenced.server.transport import ConnectRequest
@@ -74,6 +75,7 @@ _FATAL_CLOSE = {
     ErrorCode.UNSUPPORTED_PROTOCOL: CloseCode.UNSUPPORTED_PROTOCOL,
     ErrorCode.SLOW_CONSUMER: CloseCode.SLOW_CONSUMER,
     ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
+    ErrorCode.TOO_MANY_CONNECTIONS: CloseCode.TOO_MANY_CONNECTIONS,
 }
 
 
@@ -97,6 +99,7 @@ class Node:
         backplane = instrument(backplane, self.stats)
         self.backplane = backplane
         self.client_address = ClientAddress(settings.trusted_proxies)
+        self.address_slots = AddressSlots(settings.max_connections_per_ip)
         self.clock = clock
         self.node_id = node_id
         self.verifier = verifier
@@ -253,21 +256,26 @@ class Node:
         self.stats.connections_opened += 1
         peer = conn.transport.peer if conn.transport is not None else request.peer
         conn.client_ip = self.client_address.of(peer or request.peer, request.headers)
+        slots = self.address_slots
+        if slots.limit and conn.client_ip:
+            if not slots.take(conn.client_ip):
+                # Refused before anything is read: no auth clock, no session. After the
+                # upgrade rather than with an HTTP 429 before it: picows's upgrade factory
+                # is not told the peer's address, and a browser reports a refused upgrade
+                # as a bare 1006 anyway, where 4012 is a code it can act on.
+                self.stats.connection_refused("ip")
+                log.info("connection refused", extra=fields(limit="ip", ip=conn.client_ip))
+                conn.send_error(too_many_from_address(slots.limit))
+                return
+            conn.ip_slot = True
         self.lifecycle.waiting_for_auth(conn)
-        query = request.query
-        header = request.headers.get("authorization", "")
-        bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        token = query.get("token") or bearer
-        if token or "user" in query or "resume" in query:
-            fields: dict[str, Any] = {"type": "auth", **query}
-            if token:
-                fields["token"] = token
-            try:
-                if "device_info" in query:
-                    fields["device_info"] = _json_object(query["device_info"], "device_info")
-                conn.start(convert_auth(fields))
-            except ProtocolError as exc:
-                conn.send_error(exc)
+        try:
+            auth = connect_auth(request.query, request.headers)
+        except ProtocolError as exc:
+            conn.send_error(exc)
+        else:
+            if auth is not None:
+                conn.start(auth)
         self.rearm()
 
     def connection_closed(self, conn: Connection) -> None:
@@ -275,6 +283,9 @@ class Node:
         self.registry.disarm(DeadlineKind.AUTH, conn.id)
         self.registry.disarm(DeadlineKind.SLOW, conn.id)
         self.stats.connection_closed(conn.close_code)
+        if conn.ip_slot:
+            conn.ip_slot = False
+            self.address_slots.give_back(conn.client_ip)
         if conn.bound is None and conn.session is not None:
             # Closed while its authentication was still finishing (the welcome was sent, the
             # presence not yet published): its opening is logged now, before its closing.
@@ -324,6 +335,10 @@ class Node:
             await self.lifecycle.authenticate(conn, msg)
         except AuthError as exc:
             self.auth_failed(conn, exc)
+            raise
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.TOO_MANY_CONNECTIONS:  # max_connections_per_user
+                self.stats.connection_refused("user")  # (the lifecycle logged it)
             raise
         if conn.session is not None:
             resumed = msg.resume is not None and conn.session.connected_at < started
@@ -506,18 +521,3 @@ class Node:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.wait(list(self._tasks), timeout=1.0)
-
-
-def _json_object(text: str, field: str) -> dict[str, Any]:
-    """A JSON object given as text in the connect URL (checked further by ``convert_auth``)."""
-
-    def no_constant(name: str) -> object:
-        raise ValueError(f"{name} is not JSON")
-
-    try:
-        value = json.loads(text, parse_constant=no_constant)
-    except (ValueError, RecursionError):
-        value = None
-    if not isinstance(value, dict):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"`{field}` must be a JSON object", field=field)
-    return value

@@ -92,6 +92,7 @@ class NodeStats:
         "auth_failures",
         "closed",
         "connections_opened",
+        "connections_refused",
         "deliveries",
         "heartbeats",
         "messages_in",
@@ -107,6 +108,7 @@ class NodeStats:
     def __init__(self) -> None:
         self.connections_opened = 0
         self.closed: dict[str, int] = {}  # by close code label
+        self.connections_refused: dict[str, int] = {}  # by limit: "ip", "user"
         self.auth_failures: dict[str, int] = {}  # by reason
         self.heartbeats = 0
         self.messages_in = 0  # message.send accepted
@@ -125,6 +127,10 @@ class NodeStats:
 
     def connection_closed(self, code: int) -> None:
         _bump(self.closed, close_code_label(code))
+
+    def connection_refused(self, limit: str) -> None:
+        """A connection refused over a connection limit (4012): ``ip`` or ``user``."""
+        _bump(self.connections_refused, limit)
 
     def auth_failed(self, reason: str) -> None:
         _bump(self.auth_failures, reason)

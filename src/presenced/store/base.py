@@ -179,10 +179,15 @@ class PresenceStore(Protocol):
         exported: Exported = None,
         *,
         quiet: bool = False,
+        limit: int | None = None,
     ) -> PresenceChange:
         """Add a session or change its status. A store with an outbox writes the change's
         user.* event in the same step, and ``exported["session.opened"]`` if the session
-        is new; ``quiet``: no event at all (a node writing its sessions back)."""
+        is new; ``quiet``: no event at all (a node writing its sessions back). ``limit``:
+        a session that is new while the user already has ``limit`` sessions is not added
+        (:class:`~presenced.errors.SessionLimitReached`, nothing written), checked in the
+        same atomic step, so nodes racing for the last slot cannot both win; a session
+        already there is never refused (a status change, a resume, a re-assertion)."""
 
     async def remove(
         self, user: UserId, session: SessionId, wall: float, exported: Exported = None

@@ -14,6 +14,7 @@ from typing import Any, overload
 
 import msgspec
 
+from presenced.errors import SessionLimitReached
 from presenced.presence.history import (
     AppendResult,
     Body,
@@ -129,7 +130,12 @@ class MemoryPresenceStore:
         exported: Exported = None,
         *,
         quiet: bool = False,
+        limit: int | None = None,
     ) -> PresenceChange:
+        if limit:
+            have = self.book.sessions(user)
+            if session not in have and len(have) >= limit:
+                raise SessionLimitReached(user, limit, len(have))
         return self.book.set(user, session, status, text, wall)  # (the node exports)
 
     async def remove(

@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from presenced.errors import SessionLimitReached
 from presenced.presence.status import (
     STATUS_PRECEDENCE,
     PresenceChange,
@@ -95,10 +96,12 @@ class RedisPresenceStore:
         exported: Exported = None,
         *,
         quiet: bool = False,
+        limit: int | None = None,
     ) -> PresenceChange:
         """Add a session or change its status; with an outbox, the script writes the
         change's user.* event and, for a new session, ``exported["session.opened"]``
-        (``quiet``: no event at all)."""
+        (``quiet``: no event at all). ``limit``: the script refuses a new session when the
+        user's hash already has that many (SessionLimitReached), in the same step."""
         rank = STATUS_PRECEDENCE[status]  # an unknown status is a KeyError, as in memory
         args = [
             session,
@@ -110,9 +113,13 @@ class RedisPresenceStore:
             self._ttl_ms,
             self._last_seen_ttl_ms,
             int(wall * 1000),
+            limit or 0,
         ]
         events = () if quiet else ("session.opened", *_USER_EVENTS)
-        return _change(user, await self._run("presence_set", user, args, wall, events, exported))
+        result = await self._run("presence_set", user, args, wall, events, exported)
+        if int(result[0]) == -1:
+            raise SessionLimitReached(user, limit or 0, int(result[1]))
+        return _change(user, result)
 
     async def remove(
         self, user: UserId, session: SessionId, wall: float, exported: Exported = None

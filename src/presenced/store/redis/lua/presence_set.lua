@@ -16,14 +16,23 @@
 -- ARGV[7] ttl of the statuses hash, milliseconds
 -- ARGV[8] ttl of the meta hash, milliseconds
 -- ARGV[9] wall time, milliseconds (integer)
--- KEYS[3], KEYS[4], ARGV[10..]: the event outbox (_export.lua); events: 1 session.opened
+-- ARGV[10] the most sessions the user may have, or 0 for no limit: a session that is new
+--          while the hash already has that many is not added, and nothing is written
+-- KEYS[3], KEYS[4], ARGV[11..]: the event outbox (_export.lua); events: 1 session.opened
 -- (its data given: written when the session is new), 2 user.online, 3 user.offline,
 -- 4 user.status
--- Returns {change number, last seen before or "", last seen after or "", n, n records before..., records after...}.
+-- Returns {change number, last seen before or "", last seen after or "", n, n records before..., records after...},
+-- or {-1, the number of sessions} when ARGV[10] refused a new session.
 local statuses, meta = KEYS[1], KEYS[2]
-local EXPORT_ARGV = 10
+local EXPORT_ARGV = 11
 --#include _export.lua
 --#include _presence.lua
+
+local limit = tonumber(ARGV[10])
+if limit > 0 and redis.call('HEXISTS', statuses, ARGV[1]) == 0 then
+  local count = redis.call('HLEN', statuses)
+  if count >= limit then return {-1, count} end
+end
 
 local before = redis.call('HVALS', statuses)
 local seen_before = redis.call('HGET', meta, 'ls')
