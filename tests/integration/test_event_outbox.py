@@ -217,3 +217,51 @@ async def test_what_every_sink_confirmed_is_trimmed_from_the_outbox(
         while await left():
             assert loop.time() < deadline, "the outbox kept confirmed entries"
             await asyncio.sleep(0.02)  # poll pacing, bounded above
+
+
+async def test_what_this_node_writes_goes_out_without_waiting_for_the_next_poll(
+    hook: Receiver,
+    make_server: ServerFactory,
+    shared: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An idle reader's wait is ten minutes here: only the wake-up of a local write can
+    # bring the events out in time.
+    monkeypatch.setattr(outbox_feed, "POLL", 600.0)
+    monkeypatch.setattr(outbox_feed, "IDLE_MAX", 600.0)
+    server = await make_server(node_id="n0", **shared)
+    await until(lambda: bool(leaders([server])), "the node leads the dispatch")
+    alice = await open_client(server, "alice")
+    await alice.request({"type": "room.join", "room": "r"})
+    await until(lambda: "member.joined" in hook.types(), "the join, written by a script")
+    await alice.request({"type": "message.send", "room": "r", "body": "hi"})
+    await until(lambda: "message.created" in hook.types(), "the message")
+    await alice.close()
+    await until(lambda: "user.offline" in hook.types(), "the offline after grace")
+
+
+async def test_an_idle_leader_backs_off_instead_of_polling_the_store(
+    hook: Receiver, make_server: ServerFactory, valkey: Any
+) -> None:
+    settings = {
+        "redis": valkey.url,
+        "redis_prefix": f"ob{uuid.uuid4().hex[:8]}",
+        "webhooks": hook.url,
+        "webhook_secret": SECRET,
+    }
+    server = await make_server(node_id="n0", **settings)
+    await until(lambda: bool(leaders([server])), "the node leads the dispatch")
+    client = server.node.backplane.outbox._client
+
+    async def calls(command: str) -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    before = {c: await calls(c) for c in ("xreadgroup", "lpop")}
+    await asyncio.sleep(2.0)  # the window measured: the reader is idle throughout
+    reads = await calls("xreadgroup") - before["xreadgroup"]
+    pops = await calls("lpop") - before["lpop"]
+    # Polling every 20 ms made ~100 reads and ~100 replay pops in 2 s; backed off to
+    # 250 ms it is ~10 reads and one pop a second.
+    assert reads <= 25, reads
+    assert pops <= 5, pops

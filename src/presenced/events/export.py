@@ -350,6 +350,7 @@ class EventExport:
         letter = await outbox.take_dead_letter(letter_id)
         if letter is not None:
             await outbox.push_replay(letter.sink, letter.events)
+            self.feed.replay_asked(letter.sink)
         return letter
 
     async def discard_dead(self, letter_id: str) -> DeadLetter | None:

@@ -34,6 +34,22 @@ SWEEP_EVERY = 5.0
 """Seconds between the leader's scans for every outbox stream (on Cluster, a writer that
 died between its append and its hint left a stream only a scan finds)."""
 
+POLL = 0.02
+"""Seconds a reader first waits after a read of the outbox found nothing."""
+
+IDLE_MAX = 0.25
+"""The longest wait between two reads of an idle outbox: the wait starts at POLL and
+doubles while reads find nothing. Events this node writes wake the reader at once; those
+of other nodes are found within this (docs/events.md, latency)."""
+
+REPLAY_EVERY = 1.0
+"""Seconds between looks for dead letters to replay (a replay asked on this node wakes the
+reader at once; one asked on another node is found within this)."""
+
+TRIM_EVERY = 1.0
+"""Seconds between trims of a stream the sinks acked (each trim reads every group's state:
+once a second bounds what a stream keeps to a second of events past the slowest sink)."""
+
 
 def _cancelling() -> bool:
     """Whether the running task is being cancelled: redis-py may turn the cancellation of a
@@ -54,8 +70,9 @@ class Outbox(Protocol):
     store_written: frozenset[str]
     """The types the store's transition scripts write themselves (not to be appended)."""
 
-    def bind(self, node: str, wanted: Any, wall: Any) -> None:
-        """Let the store's scripts write this node's events of the types ``wanted`` takes."""
+    def bind(self, node: str, wanted: Any, wall: Any, wrote: Any = None) -> None:
+        """Let the store's scripts write this node's events of the types ``wanted`` takes;
+        ``wrote()`` is called after a script that may have written one."""
         ...
 
     def record(self, **fields: Any) -> Any:
@@ -70,7 +87,9 @@ class Outbox(Protocol):
 
     async def read(self, group: str, stream: str, count: int, *, pending: bool) -> list[Any]: ...
 
-    async def ack(self, group: str, entries: Sequence[Any], groups: Sequence[str]) -> None: ...
+    async def ack(self, group: str, entries: Sequence[Any], trim: Sequence[str]) -> None: ...
+
+    async def trim(self, stream: str, groups: Sequence[str]) -> None: ...
 
     async def dead_letter(self, letter: DeadLetter, limit: int) -> None: ...
 
@@ -92,12 +111,12 @@ class OutboxFeed:
         outbox: Outbox,
         *,
         lease: float = 3.0,
-        poll: float = 0.02,
+        poll: float | None = None,
     ) -> None:
         self.export = export
         self.outbox = outbox
         self.lease = lease
-        self.poll = poll
+        self.poll = POLL if poll is None else poll
         self._pending: list[Any] = []
         self._wrote = asyncio.Event()
         self._written = asyncio.Event()
@@ -109,6 +128,21 @@ class OutboxFeed:
         self.known: dict[str, float] = {}  # stream -> when it last had entries
         self._closing = False
         self._next_sweep = 0.0
+        self._wakes: list[asyncio.Event] = []  # one per sink reader
+        self._trimmed: dict[str, float] = {}  # stream -> when it was last trimmed
+        self._untrimmed: set[str] = set()  # streams acked since their last trim
+        self._replays_asked: set[str] = set()  # sinks with a replay asked on this node
+
+    def wake(self) -> None:
+        """Events were just written to the outbox here: the readers read now instead of at
+        the end of their idle wait."""
+        for event in self._wakes:
+            event.set()
+
+    def replay_asked(self, sink: str) -> None:
+        """A dead letter of ``sink`` was queued for a replay here: look for it now."""
+        self._replays_asked.add(sink)
+        self.wake()
 
     # --- writing -------------------------------------------------------------------------
 
@@ -135,6 +169,7 @@ class OutboxFeed:
             while True:
                 try:
                     await self.outbox.append(batch)
+                    self.wake()
                     break
                 except asyncio.CancelledError:
                     self._pending[:0] = batch
@@ -181,10 +216,22 @@ class OutboxFeed:
     # --- reading, per sink ---------------------------------------------------------------
 
     async def _sink_loop(self, runner: SinkRunner) -> None:
+        """Read, deliver, ack, for one sink, while this node leads.
+
+        Cheap when idle, batched under load: a read that finds nothing doubles the wait
+        before the next one (from POLL to IDLE_MAX), unless this node writes an event
+        meanwhile (:meth:`wake`); after a read that found events, the reader lingers
+        ``policy.linger`` so that the next batch fills. Each pass is a read, the sink's
+        delivery and an ack; replays are looked for every REPLAY_EVERY seconds."""
         loop = asyncio.get_running_loop()
         name = runner.sink.name
         groups = [r.sink.name for r in self.export.runners]
         size = runner.policy.batch_size
+        linger = max(runner.policy.linger, 0.0)
+        woken = asyncio.Event()
+        self._wakes.append(woken)
+        idle = self.poll
+        next_replay = 0.0
         was_leading = False
         while not self._closing:
             _reraise_cancel()  # a library may have swallowed the cancellation
@@ -193,21 +240,37 @@ class OutboxFeed:
                 if not was_leading:  # new lead: what was read before and not confirmed first
                     await self._drain_pending(runner, groups)
                     was_leading = True
-                replay = await self.outbox.pop_replay(name)
-                if replay:
-                    await self._deliver(runner, replay, [], groups)
-                    continue
-                got = False
+                if name in self._replays_asked or loop.time() >= next_replay:
+                    self._replays_asked.discard(name)
+                    next_replay = loop.time() + REPLAY_EVERY
+                    replay = await self.outbox.pop_replay(name)
+                    if replay:
+                        await self._deliver(runner, replay, [], groups)
+                        next_replay = 0.0  # there may be more
+                        continue
+                woken.clear()
+                got = 0
                 for stream in await self._discover():
                     while self.leading:
                         entries = await self.outbox.read(name, stream, size, pending=False)
-                        if not entries:
+                        if entries:
+                            got += len(entries)
+                            self.known[stream] = loop.time()
+                            await self._deliver(runner, [e.event for e in entries], entries, groups)
+                        if len(entries) < size:  # the stream is read to its end
                             break
-                        got = True
-                        self.known[stream] = loop.time()
-                        await self._deliver(runner, [e.event for e in entries], entries, groups)
-                if not got:
-                    await asyncio.sleep(self.poll)
+                if got:
+                    idle = self.poll
+                    await asyncio.sleep(linger)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), idle)
+                    if woken.is_set():
+                        idle = self.poll
+                        await asyncio.sleep(linger)  # what this node writes next comes along
+                    else:
+                        idle = min(idle * 2, IDLE_MAX)
+                        await self._trim_idle(groups)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -254,14 +317,36 @@ class OutboxFeed:
             await self.outbox.dead_letter(letter, self.export.dead_limit)
             await runner.forward_dead_letter(letter)
         if entries:
-            await self.outbox.ack(runner.sink.name, entries, groups)
+            await self.outbox.ack(runner.sink.name, entries, self._due_trims(entries, groups))
+
+    def _due_trims(self, entries: Sequence[Any], groups: list[str]) -> list[str]:
+        """The groups to trim the entries' stream by, if its trim is due (else none: the
+        stream is trimmed by a later ack, or by :meth:`_trim_idle`)."""
+        now = asyncio.get_running_loop().time()
+        streams = {e.stream for e in entries}
+        if all(now - self._trimmed.get(s, -TRIM_EVERY) < TRIM_EVERY for s in streams):
+            self._untrimmed |= streams
+            return []
+        for stream in streams:
+            self._trimmed[stream] = now
+        self._untrimmed -= streams
+        return groups
+
+    async def _trim_idle(self, groups: list[str]) -> None:
+        """Trim the streams acked since their last trim (the outbox went quiet before
+        their next one was due: without this they would keep up to a second of events)."""
+        now = asyncio.get_running_loop().time()
+        for stream in sorted(self._untrimmed):
+            self._untrimmed.discard(stream)
+            self._trimmed[stream] = now
+            await self.outbox.trim(stream, groups)
 
     # --- life cycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         export = self.export
         if export.runners:  # (without a sink the scripts write nothing)
-            self.outbox.bind(export.node_id, export.wanted, export.clock.wall)
+            self.outbox.bind(export.node_id, export.wanted, export.clock.wall, self.wake)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._write_loop(), name="presenced-outbox-writer"))
         if self.export.runners:

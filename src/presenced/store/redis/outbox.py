@@ -145,10 +145,20 @@ class RedisOutbox:
         self._groups: set[tuple[str, str]] = set()  # (stream, group) known to exist
         self._hinted: dict[str, float] = {}  # Cluster: stream -> when this node last hinted it
         self.binding: StoreExport | None = None
+        self._wrote: Callable[[], None] | None = None
 
-    def bind(self, node: str, wanted: Callable[[str], bool], wall: Callable[[], float]) -> None:
-        """Let the transition scripts write this node's events (until then they write none)."""
+    def bind(
+        self,
+        node: str,
+        wanted: Callable[[str], bool],
+        wall: Callable[[], float],
+        wrote: Callable[[], None] | None = None,
+    ) -> None:
+        """Let the transition scripts write this node's events (until then they write
+        none); ``wrote()`` is called after a script that may have written one (the feed's
+        readers then read at once)."""
         self.binding = StoreExport(node, wanted, wall)
+        self._wrote = wrote
 
     @property
     def exporting(self) -> bool:
@@ -163,17 +173,20 @@ class RedisOutbox:
 
     async def script_wrote(self, tag: str, args: Sequence[Any]) -> None:
         """After a transition script that may have written events (``args``: its
-        :meth:`script_args`): on Cluster, hint its stream to the leader, at most once a
-        second per stream (a stream read is looked at for FORGET_AFTER seconds after; the
-        sweep finds one whose hint was lost)."""
-        if not self._cluster or not any(args[2::2]):
+        :meth:`script_args`): wake this node's readers (if it leads, the events go out now),
+        and on Cluster hint its stream to the leader, at most once a second per stream (a
+        stream read is looked at for FORGET_AFTER seconds after; the sweep finds one whose
+        hint was lost)."""
+        if not any(args[2::2]):
             return
-        stream = self._stream_of_tag(tag)
-        now = time.monotonic()
-        if now - self._hinted.get(stream, -HINT_EVERY) < HINT_EVERY:
-            return
-        self._hinted[stream] = now
-        await self._client.sadd(self._dirty, stream)
+        if self._cluster:  # hint first: the woken reader must find the stream
+            stream = self._stream_of_tag(tag)
+            now = time.monotonic()
+            if now - self._hinted.get(stream, -HINT_EVERY) >= HINT_EVERY:
+                self._hinted[stream] = now
+                await self._client.sadd(self._dirty, stream)
+        if self._wrote is not None:
+            self._wrote()
 
     def script_args(self, wall: float | None, events: Sequence[ScriptEvent]) -> list[Any]:
         """The ARGV tail of a transition script (_export.lua): wall ms, then a (key, head)
@@ -279,14 +292,22 @@ class RedisOutbox:
                 entries.append(Entry(stream, entry_id.decode(), event))
         return entries
 
-    async def ack(self, group: str, entries: Iterable[Entry], groups: Sequence[str]) -> None:
-        """Ack ``entries`` for ``group``; trim what every one of ``groups`` has acked."""
+    async def ack(self, group: str, entries: Iterable[Entry], trim: Sequence[str]) -> None:
+        """Ack ``entries`` for ``group``; with ``trim`` (every sink's group), also drop what
+        all of them have acked, in the same call (the trim reads every group's state, so
+        the feed asks for it about once a second, not with every batch)."""
         by_stream: dict[str, list[str]] = {}
         for e in entries:
             by_stream.setdefault(e.stream, []).append(e.entry_id)
         for stream, ids in by_stream.items():
-            await self._client.xack(stream, group, *ids)
-            await self._scripts.run("outbox_trim", [stream], list(groups))
+            if trim:
+                await self._scripts.run("outbox_trim", [stream], [group, len(ids), *ids, *trim])
+            else:
+                await self._client.xack(stream, group, *ids)
+
+    async def trim(self, stream: str, groups: Sequence[str]) -> None:
+        """Drop the entries of ``stream`` that every one of ``groups`` has acked."""
+        await self._scripts.run("outbox_trim", [stream], ["", 0, *groups])
 
     async def _ensure_group(self, stream: str, group: str) -> None:
         if (stream, group) in self._groups:
