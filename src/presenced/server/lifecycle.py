@@ -954,15 +954,22 @@ class Lifecycle:
         backplane = self.backplane
         count = 0
         wall = self.clock.wall()
-        for session in list(self.registry):
-            if not await self.save(session):
+        registry = self.registry
+        for session in list(registry):
+            # Each write checks that the session is still this node's and still in the room:
+            # one that ended, failed or left meanwhile is its own transition's to take out,
+            # and writing it back here would leave a ghost.
+            if registry.get(session.id) is not session or not await self.save(session):
+                continue
+            if registry.get(session.id) is not session:
                 continue
             await backplane.presence.set(
                 session.user, session.id, session.effective_status, session.text, wall,
                 quiet=True,
             )  # fmt: skip
             hidden = await self._invisible(session.user)
-            for room, options in session.rooms.items():
-                await self._add_member(session, room, options.meta, hidden, quiet=True)
+            for room, options in list(session.rooms.items()):
+                if registry.get(session.id) is session and session.rooms.get(room) is options:
+                    await self._add_member(session, room, options.meta, hidden, quiet=True)
             count += 1
         return count
