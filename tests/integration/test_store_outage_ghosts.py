@@ -13,6 +13,7 @@ event stream a ``session.closed`` or ``member.left`` for each ``session.opened``
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from presenced.store.redis import Keys, redis_backplane
 from presenced.store.redis.scripts import load_lua
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
+from tests.integration.test_http_endpoints import get
 from tests.integration.test_store_outage import wait_health
 from tests.support.tcp_relay import TcpRelay
 from tests.support.valkey import ValkeyProcess
@@ -179,6 +181,8 @@ async def test_connect_whose_step_landed_as_the_store_went_away_leaves_no_ghost(
     assert cut.is_set()
     await bob.close()
     assert node.node.lifecycle.repairs, "the undo is kept for when the store answers"
+    _, _, metrics = await asyncio.to_thread(get, node.admin_url + "/metrics")
+    assert f'presenced_repairs_pending{{node="{node.node.node_id}"}} 1.0' in metrics
     left = await traces(store, "bob")
     assert left["records"], "the step landed: the store has bob's record"
     assert left["online"] is (landed == "presence_set")
