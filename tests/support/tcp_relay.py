@@ -6,6 +6,10 @@ connection and stops listening (a client then gets "connection refused", as from
 that is down); :meth:`mend` listens again on the same port. The server behind it keeps its
 state, so a test sees what a client did during the outage without a server restart that
 would lose it (tansu keeps its topics in memory only).
+
+:meth:`lose_reply` makes the outage start at the worst moment: the next request a rule picks
+reaches the server, which does what it asks, and the relay is cut as the reply comes back, so
+the client never learns that its write landed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 
 __all__ = ["TcpRelay"]
 
@@ -27,6 +32,8 @@ class TcpRelay:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rule: tuple[Callable[[bytes], bool], asyncio.Event] | None = None
+        self._cutting: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> TcpRelay:
         await self.mend()
@@ -48,6 +55,14 @@ class TcpRelay:
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._relay, sock=sock)
+
+    def lose_reply(self, rule: Callable[[bytes], bool]) -> asyncio.Event:
+        """The next chunk a client sends for which ``rule`` is true reaches the server; its
+        reply is dropped and the relay cut (as :meth:`cut`) as it arrives. The event is set
+        once the relay is cut. One rule at a time; it is spent once it matched."""
+        cut = asyncio.Event()
+        self._rule = (rule, cut)
+        return cut
 
     async def cut(self) -> None:
         """Stop listening and close every relayed connection (both ends)."""
@@ -77,9 +92,10 @@ class TcpRelay:
             up_w.close()
             return
         self._writers.update((down_w, up_w))
+        losing: list[asyncio.Event] = []  # the cut to make when this link's reply comes back
         pumps = [
-            asyncio.create_task(self._pump(down_r, up_w)),
-            asyncio.create_task(self._pump(up_r, down_w)),
+            asyncio.create_task(self._pump_up(down_r, up_w, losing)),
+            asyncio.create_task(self._pump_down(up_r, down_w, losing)),
         ]
         self._tasks.update(pumps)
         try:
@@ -92,9 +108,39 @@ class TcpRelay:
                 writer.close()
                 self._writers.discard(writer)
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump_up(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        losing: list[asyncio.Event],
+    ) -> None:
+        """Client to server; a chunk the rule picks marks this link's next reply as lost."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                rule = self._rule
+                if rule is not None and rule[0](data):
+                    self._rule = None
+                    losing.append(rule[1])
                 writer.write(data)
                 await writer.drain()
+
+    async def _pump_down(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        losing: list[asyncio.Event],
+    ) -> None:
+        """Server to client; the reply to a picked request is dropped and the relay cut."""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if losing:
+                    task = asyncio.get_running_loop().create_task(self._cut_then(losing[0]))
+                    self._cutting.add(task)
+                    task.add_done_callback(self._cutting.discard)
+                    return
+                writer.write(data)
+                await writer.drain()
+
+    async def _cut_then(self, done: asyncio.Event) -> None:
+        await self.cut()
+        done.set()

@@ -75,6 +75,10 @@ FAMILIES: dict[str, Family] = {
         "gauge", "1 while the shared store is unreachable (local clients still served).",
         combine="max",
     ),
+    "presenced_repairs_pending": Family(
+        "gauge", "Store steps left by transitions that failed (the store went away) and "
+        "taken back when it answers; the node is degraded while any is pending."
+    ),
     "presenced_draining": Family("gauge", "1 while the node is shutting down.", combine="max"),
     "presenced_worker_processes": Family(
         "gauge", "Processes whose figures this scrape sums (1; under --workers, the live "
@@ -195,6 +199,7 @@ def node_values(node: Node) -> Values:
         "presenced_users_local": {"": len(users)},
         "presenced_presence_subscriptions": {"": subscriptions},
         "presenced_degraded": {"": 1 if node.degraded else 0},
+        "presenced_repairs_pending": {"": len(node.lifecycle.repairs)},
         "presenced_draining": {"": 1 if node.draining else 0},
         "presenced_worker_processes": {"": 1},
         "presenced_export_queued": {r.stats.sink: r.stats.queued for r in export.runners},

@@ -8,11 +8,14 @@ One task per node (never one per session) ticks every ``lease_interval``:
 3. reap every node whose lease is gone: its sessions enter grace here, from this moment, so
    clients that reconnect anywhere resume without a leave, and those that do not are removed
    when the grace runs out; sessions it was in the middle of ending are finished;
-4. if the store could not be reached, report degraded; when it is back, or when this node's
-   lease was gone at renewal (the store restarted empty, or this node stalled past its ttl),
-   re-assert every local session so shared state converges, without events, since nothing
-   changed for the clients. A session another node took meanwhile is refused by the
-   owner check and let go here;
+4. if the store could not be reached, report degraded; when it answers again, first take
+   back what transitions that failed meanwhile may have left in it (the lifecycle's
+   ``repairs``: a connect's record and presence entry, a join's membership, an ending that
+   could not be written), then, when it is back or when this node's lease was gone at
+   renewal (the store restarted empty, or this node stalled past its ttl), re-assert every
+   local session so shared state converges, without events, since nothing changed for the
+   clients. A session another node took meanwhile is refused by the owner check and let go
+   here. The node is healthy again only once both are done;
 5. ping this node's own broker channel: the round trip is the pub/sub lag
    (``presenced_pubsub_lag_seconds``).
 
@@ -103,6 +106,8 @@ class LeaseKeeper:
         settings = node.settings
         try:
             held = await nodes.renew(node.node_id, settings.lease_ttl)
+            if node.lifecycle.repairs:
+                await node.lifecycle.repairs.run()
             if self._ticks == 0:
                 # A node restarted under the same id may find its lease still held: what
                 # its previous life owned is not in this process, so reap it like a dead

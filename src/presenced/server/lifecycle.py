@@ -14,7 +14,11 @@ follows the same rules:
   its presence and its memberships (and the CLOSED record before they are removed), so a node
   that dies half-way leaves the rest to the node that reaps it;
 - **undo on failure**: a step that fails takes back the steps before it (a connect leaves
-  nothing, a join restores the session's rooms).
+  nothing, a join restores the session's rooms). A step that failed because the store went
+  away may have landed all the same (its reply was lost), and the undo cannot reach the store
+  either: the store's part of the undo, and of an ending that failed the same way, is then
+  kept in :attr:`Lifecycle.repairs` and run again when the store answers, before the node
+  reports healthy (:mod:`presenced.server.repairs`).
 
 Events are published once per change, by the store transition that caused them
 (:class:`~presenced.server.room_events.RoomEvents`); local delivery is
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from presenced.auth import Identity, TokenVerifier, room_allowed
@@ -56,6 +60,7 @@ from presenced.protocol.messages import (
 )
 from presenced.server.auth_flow import check_protocol, identify, too_many_sessions, welcome
 from presenced.server.fanout import LocalFanout, device_channel, node_channel, room_channel
+from presenced.server.repairs import Repairs, Step
 from presenced.server.room_events import RoomEvents
 from presenced.server.wire import wire_event
 from presenced.store.base import Backplane, TypingChange
@@ -114,6 +119,9 @@ class Lifecycle:
         # Sessions in grace here because their node died (or drained) and not resumed since:
         # when that grace runs out, they leave with reason node_lost.
         self.adopted: set[SessionId] = set()
+        # The store's part of undos and endings that failed (the store went away): run again
+        # by the lease keeper until done; the node is degraded while any is pending.
+        self.repairs = Repairs()
 
     # --- the local view -----------------------------------------------------------------------
 
@@ -268,20 +276,39 @@ class Lifecycle:
         await self.events.presence_changed(session.user, change)
 
     async def _undo_open(self, conn: Connection, session: Session) -> None:
-        """Take back a session that failed half way: registry entry and fan-out binding, then
-        its presence entry, then its record. The record stays if the presence entry could not
-        be removed (never a presence entry without a record); what a failing store keeps is
-        left to its failsafe ttls."""
+        """Take back a session that failed half way: registry entry and fan-out binding here,
+        then in the store (:meth:`_take_back_open`), which may have done a step whose reply
+        was lost. If the store cannot be reached that part is kept in :attr:`repairs` and
+        done when it answers."""
         self.registry.release(session.id)
         self.detach(conn, session)
-        backplane = self.backplane
-        wall = self.clock.wall()
-        # A store that wrote session.opened before the step failed writes its end too.
-        closed = self._closed_event(session, "open_failed", None)
-        remove = backplane.presence.remove(session.user, session.id, wall, closed)
-        if await _undo_step(remove):
-            await _undo_step(backplane.sessions.delete(session.id, owner=self.node_id))
+        what = f"the failed connect of session {session.id}"
+        try:
+            await self.until_done(("open", session.id), what, lambda: self._take_back_open(session))
+        except Exception:
+            log.exception("undoing a failed authentication (again when the store answers)")
         self.rearm()
+
+    async def _take_back_open(self, session: Session) -> None:
+        """The store's part of an open undone: its presence entry (with the session.closed
+        that pairs the session.opened a store with an outbox wrote with it), then its record
+        (so never a presence entry without a record); watchers are told if it was online."""
+        backplane = self.backplane
+        closed = self._closed_event(session, "open_failed", None)
+        change = await backplane.presence.remove(
+            session.user, session.id, self.clock.wall(), closed
+        )
+        await backplane.sessions.delete(session.id, owner=self.node_id)
+        await self.events.presence_changed(session.user, change)
+
+    async def until_done(self, key: tuple[str, ...], what: str, step: Step) -> None:
+        """Run ``step``, store writes that take something back; if it fails, keep it in
+        :attr:`repairs` (to be run again when the store answers) and raise the error."""
+        try:
+            await step()
+        except Exception:
+            self.repairs.add(key, what, step)
+            raise
 
     async def _resume(self, conn: Connection, identity: Identity, msg: Auth, now: float) -> bool:
         assert msg.resume is not None
@@ -448,16 +475,32 @@ class Lifecycle:
         self, session: Session, reason: LeaveReason, farewell: dict[str, Any] | None = None
     ) -> None:
         """A CLOSED session leaves every room and its user's presence, at once. The CLOSED
-        record is written first, so that a node dying half-way leaves the job to its reaper."""
-        if await self.save(session):
-            await self.finish(session, reason, farewell)
+        record is written first, so that a node dying half-way leaves the job to its reaper.
+        The session is gone from this node already: if the store fails, the ending is kept
+        in :attr:`repairs` and done again, whole, when it answers."""
+
+        async def ending() -> None:
+            if await self.save(session):
+                await self._finish(session, reason, farewell)
+
+        await self.until_done(("end", session.id), f"the ending of session {session.id}", ending)
 
     async def finish(
         self, session: Session, reason: LeaveReason, farewell: dict[str, Any] | None = None
     ) -> None:
-        """Remove a CLOSED session from its rooms and its user's presence, then its record.
-        ``farewell``: the data of the force_leave that ended it, which a store with an outbox
-        writes with session.closed, in the step that takes the session out of presence."""
+        """Remove a CLOSED session from its rooms and its user's presence, then its record
+        (kept in :attr:`repairs` and done again if the store fails). ``farewell``: the data
+        of the force_leave that ended it, which a store with an outbox writes with
+        session.closed, in the step that takes the session out of presence."""
+        await self.until_done(
+            ("end", session.id),
+            f"the ending of session {session.id}",
+            lambda: self._finish(session, reason, farewell),
+        )
+
+    async def _finish(
+        self, session: Session, reason: LeaveReason, farewell: dict[str, Any] | None
+    ) -> None:
         self.adopted.discard(session.id)
         self.registry.disarm(DeadlineKind.TOKEN, session.id)
         backplane = self.backplane
@@ -583,22 +626,32 @@ class Lifecycle:
     async def _undo_join(
         self, session: Session, room: RoomId, previous: RoomOptions | None
     ) -> None:
-        """The room add failed: the session's rooms become what they were, saved again. A
-        first join whose add may have landed anyway is taken out of the room too, with the
-        member.left that pairs any member.joined seen."""
+        """The room add failed: the session's rooms become what they were, and the store is
+        made to match (:meth:`_settle_room`; kept in :attr:`repairs` if the store fails)."""
         if previous is not None:
             session.rooms[room] = previous
         else:
             session.rooms.pop(room, None)
+        key, what = ("room", session.id, room), f"the failed join of session {session.id} to {room}"
         try:
-            if previous is None:
-                change = await self.backplane.rooms.remove(
-                    room, session.user, session.id, LeaveReason.LEFT.value
-                )
-                await self.events.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
-            await self.save(session)
+            await self.until_done(key, what, lambda: self._settle_room(session, room))
         except Exception:
-            log.exception("undoing a failed room.join of %s", room)
+            log.exception("undoing a failed room.join of %s (again when the store answers)", room)
+
+    async def _settle_room(self, session: Session, room: RoomId) -> None:
+        """Make the store's membership of ``room`` match the session, after a join that
+        failed: a session that is not in the room (now: it may have joined again since) is
+        taken out of it, with the member.left that pairs any member.joined seen (the add may
+        have landed anyway), and its record is saved again while this node owns it. A session
+        that moved to another node meanwhile is its new owner's to settle."""
+        mine = self.registry.get(session.id) is session
+        if room not in session.rooms and (mine or session.state is SessionState.CLOSED):
+            change = await self.backplane.rooms.remove(
+                room, session.user, session.id, LeaveReason.LEFT.value
+            )
+            await self.events.publish_change(change, reason=LeaveReason.LEFT, origin=session.id)
+        if mine:
+            await self.save(session)
 
     async def leave(self, conn: Connection, session: Session, room: RoomId) -> None:
         """Leave a room: membership first, then the record."""
@@ -901,24 +954,22 @@ class Lifecycle:
         backplane = self.backplane
         count = 0
         wall = self.clock.wall()
-        for session in list(self.registry):
-            if not await self.save(session):
+        registry = self.registry
+        for session in list(registry):
+            # Each write checks that the session is still this node's and still in the room:
+            # one that ended, failed or left meanwhile is its own transition's to take out,
+            # and writing it back here would leave a ghost.
+            if registry.get(session.id) is not session or not await self.save(session):
+                continue
+            if registry.get(session.id) is not session:
                 continue
             await backplane.presence.set(
                 session.user, session.id, session.effective_status, session.text, wall,
                 quiet=True,
             )  # fmt: skip
             hidden = await self._invisible(session.user)
-            for room, options in session.rooms.items():
-                await self._add_member(session, room, options.meta, hidden, quiet=True)
+            for room, options in list(session.rooms.items()):
+                if registry.get(session.id) is session and session.rooms.get(room) is options:
+                    await self._add_member(session, room, options.meta, hidden, quiet=True)
             count += 1
         return count
-
-
-async def _undo_step(step: Awaitable[Any]) -> bool:
-    try:
-        await step
-    except Exception:
-        log.exception("undoing a failed authentication")
-        return False
-    return True

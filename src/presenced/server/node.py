@@ -199,12 +199,13 @@ class Node:
     @property
     def degraded(self) -> bool:
         """The shared store or the broker is unreachable, or was and the node has not yet
-        re-asserted its state since: local clients are served, shared state and events from
-        other nodes lag."""
+        re-asserted its state since, or transitions that failed meanwhile have left steps to
+        take back (``lifecycle.repairs``): local clients are served, shared state and events
+        from other nodes lag."""
         if not self.backplane.broker.connected:
             self.link_stale = True
             return True
-        return self.lease.degraded or self.link_stale
+        return self.lease.degraded or self.link_stale or bool(self.lifecycle.repairs)
 
     def _resubscribed(self) -> None:
         """The broker's link is back: the store may have restarted, so check the lease now
