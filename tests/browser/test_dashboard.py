@@ -53,6 +53,7 @@ def test_dashboard_live_and_kick(
     board.fill("[data-testid=publish-body]", "maintenance at 10:00")
     board.press("[data-testid=publish-body]", "Enter")
     expect(carol.locator("#messages li.message", has_text="maintenance at 10:00")).to_be_visible()
+    board.set_viewport_size({"width": 1440, "height": 760})
     screenshot(board, "dashboard")
 
     # a leave shows live; a kick from the board ends carol's session on her page
