@@ -31,6 +31,7 @@ _METAVARS = {
     "float": "RATE",
     "algorithms": "ALGS",
     "pem": "KEY",
+    "bool": "BOOL",
 }
 _EXIT_CONFIG = 2  # the same status argparse uses for a bad command line
 
@@ -82,12 +83,15 @@ def _build_parser() -> argparse.ArgumentParser:
             f"{info.help}; allowed: {info.allowed} "
             f"(default: {_default_text(info)}; env {info.env_var})"
         )
+        # A yes/no setting's flag alone means true (`--demo`); `--demo false` turns it off.
+        switch: dict[str, str] = {"nargs": "?", "const": "true"} if info.kind == "bool" else {}
         group.add_argument(
             info.flag,
             dest=info.name,
             metavar=_metavar(info),
             default=argparse.SUPPRESS,
             help=text.replace("%", "%%"),  # argparse formats help with %
+            **switch,  # type: ignore[arg-type]
         )
 
     commands.add_parser(
@@ -124,6 +128,8 @@ def _toml_value(info: SettingInfo, settings: Settings) -> str | None:
         # Entries that are objects (webhook receivers, sinks) are shown as they are written.
         items = (item if isinstance(item, str | int | float) else str(item) for item in value)
         return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     return repr(value)

@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js"
+REPO = Path(__file__).resolve().parents[2]
+CLIENT = REPO / "clients" / "js"
+WEB_CLIENT = REPO / "src" / "presenced" / "web" / "client"  # the demo page's copy (committed)
 STAMP = CLIENT / "node_modules" / ".presenced-lock.sha256"  # the lock node_modules came from
 TIMEOUT = 300.0  # seconds, for each npm command; the suite takes well under a minute
 
@@ -64,3 +66,11 @@ def test_js_client_suite() -> None:
     assert passed is not None and failed is not None, f"no test summary:\n{output[-4000:]}"
     assert int(failed.group(1)) == 0
     assert int(passed.group(1)) >= 30, f"too few JS tests ran:\n{output[-4000:]}"
+    # npm test built dist/: the copy presenced serves to its demo page must be that build.
+    built = {p.name: p.read_bytes() for p in (CLIENT / "dist").glob("*.js")}
+    served = {p.name: p.read_bytes() for p in WEB_CLIENT.glob("*.js")}
+    stale = sorted(n for n in built.keys() | served.keys() if built.get(n) != served.get(n))
+    assert not stale, (
+        f"src/presenced/web/client/ is not the current build of clients/js ({', '.join(stale)}): "
+        "run `npm run build:web` in clients/js and commit the result"
+    )

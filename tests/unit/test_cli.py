@@ -143,6 +143,12 @@ def test_serve_with_jwt_mode_and_no_key_returns_2(capsys: pytest.CaptureFixture[
     assert err.startswith("presenced: config error: auth_mode: 'jwt' needs a key")
 
 
+def test_a_yes_no_flag_alone_means_true(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "demo = true  # from --demo" in config_lines(capsys, "--demo")
+    assert "demo = false  # from --demo" in config_lines(capsys, "--demo", "off")
+    assert "demo = false" in config_lines(capsys)
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert capsys.readouterr().out == f"{__version__}\n"

@@ -410,6 +410,22 @@ def test_range_errors_name_where_the_value_was_set() -> None:
             "log_level",
             "a value is required; allowed: debug, info, warning, error",
         ),
+        (
+            {"demo": "maybe"},
+            "demo",
+            "'maybe' is not allowed; allowed: true or false (also on/off, yes/no, 1/0)",
+        ),
+        (
+            {"demo": True, "jwt_secret": "s" * 32},
+            "demo",
+            "the demo page lets anyone name their own user, which needs auth_mode 'insecure': "
+            "unset the JWT keys (jwt_secret, jwt_public_key, jwt_jwks_url) or drop demo",
+        ),
+        (
+            {"demo": True, "port": None, "redis": "redis://127.0.0.1:6379/0"},
+            "demo",
+            "the demo page is served on the client port: give a port",
+        ),
     ],
 )
 def test_validation_rule(changes: dict[str, object], key: str, message: str) -> None:
@@ -418,6 +434,15 @@ def test_validation_rule(changes: dict[str, object], key: str, message: str) -> 
     assert err.value.key == key
     assert err.value.message == message
     assert str(err.value) == f"config {key}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("true", True), ("ON", True), ("yes", True), ("1", True), ("false", False), ("off", False)],
+)
+def test_yes_no_settings_from_text(text: str, value: bool) -> None:
+    assert load_settings(env={"PRESENCED_DEMO": text}).demo is value
+    assert Settings().demo is False
 
 
 def test_jwt_mode_needs_a_key() -> None:

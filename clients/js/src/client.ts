@@ -25,6 +25,7 @@ import type { ClientState } from "./events.js";
 import type { Link } from "./link.js";
 import type { MemberList } from "./members.js";
 import type { JoinOptions } from "./options.js";
+import type { SavedSession } from "./state.js";
 import {
   ErrorCode,
   type ClientMessage,
@@ -106,6 +107,13 @@ export class PresencedClient extends Supervised {
     if (this.started) throw new Error("connect() may be called once per client");
     this.started = true;
     this.setState("connecting");
+    const saved = this.options.session;
+    if (saved !== undefined) {
+      if (saved.device !== this.device || saved.user !== this.options.user) {
+        throw new TypeError("the saved session is another device's or user's");
+      }
+      this.resume.load(saved);
+    }
     let opened: { link: Link; welcome: Welcome };
     try {
       opened = await this.open();
@@ -113,12 +121,33 @@ export class PresencedClient extends Supervised {
       this.stop(error instanceof ConnectionClosed ? error.code : null, `connect failed: ${String(error)}`);
       throw error;
     }
-    this.resume.onWelcome(opened.welcome); // a first session: nothing to restore
-    this.attach(opened.link, opened.welcome);
+    const { link, welcome } = opened;
+    const plan = this.resume.onWelcome(welcome); // a first session: nothing to restore
+    if (saved !== undefined) this.held = []; // what the restore brings comes after `connected`
+    this.attach(link, welcome);
     this.installBrowserHooks();
+    if (saved !== undefined) {
+      try {
+        await this.restore(link, plan);
+        await this.settle(link);
+      } catch (error) {
+        this.stop(error instanceof ConnectionClosed ? error.code : null, `restore failed: ${String(error)}`);
+        throw error;
+      }
+      this.setReady();
+      this.release({ type: "connected", welcome });
+      return welcome;
+    }
     this.setReady();
-    this.emitEvent("connected", { type: "connected", welcome: opened.welcome });
-    return opened.welcome;
+    this.emitEvent("connected", { type: "connected", welcome });
+    return welcome;
+  }
+
+  /** This session as a page can keep it across a reload (JSON-safe; put it in
+   * `sessionStorage` on `pagehide`, and give it to the next page's client as `session`).
+   * Undefined before the first welcome and after a logout or force leave. */
+  saveSession(): SavedSession | undefined {
+    return this.resume.save(this.device, this.options.user);
   }
 
   /** Close the connection (1000) and stop. The server keeps the session in grace. */

@@ -43,5 +43,5 @@ export {
   type Decision,
 } from "./policy.js";
 export * from "./protocol.js";
-export { ResumeState, type Restore, type RoomState } from "./state.js";
+export { ResumeState, type Restore, type RoomState, type SavedSession } from "./state.js";
 export { classify, StreamPositions, UNKNOWN_EPOCH, type RecoveryFailed, type Step, type Surfaced } from "./streams.js";

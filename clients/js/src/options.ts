@@ -4,6 +4,7 @@ import type { BrowserHookOptions } from "./browser.js";
 import type { WebSocketConstructor } from "./link.js";
 import type { Backoff, BackoffOptions } from "./policy.js";
 import type { JsonObject } from "./protocol.js";
+import type { SavedSession } from "./state.js";
 
 export type TokenSource = string | (() => string | Promise<string>);
 
@@ -50,6 +51,11 @@ export interface ClientOptions {
   /** Ms after the last `typing()` call at which `typing.stop` is sent (default 3000; 0: never,
    * the server stops it after its `typing_timeout`). */
   typingAutoStop?: number;
+  /** A session saved by `saveSession()` (by the page before a reload): `connect()` resumes
+   * it, so nobody sees the user leave and the missed room events come back
+   * (`room.recovered`); when the server cannot (grace over), it opens a new session and
+   * re-joins the saved rooms. Its `device` (and `user`) must be this client's. */
+  session?: SavedSession;
   /** Browser hooks (visibility, pagehide, online/offline): default on where `window` exists. */
   browser?: boolean | BrowserHookOptions;
   logger?: Logger;

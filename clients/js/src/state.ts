@@ -24,6 +24,21 @@ export interface RoomState {
   deviceEvents: boolean;
 }
 
+/**
+ * A session as a page can keep it across a reload (JSON, for `sessionStorage`):
+ * `client.saveSession()` gives it, the next page's client resumes it (`session` option).
+ * It holds the resume token: keep it where only this tab reads it.
+ */
+export interface SavedSession {
+  user?: string;
+  device: string;
+  resumeToken: string;
+  rooms: { room: string; meta?: JsonObject; deviceEvents?: boolean; position?: Position }[];
+  subscriptions: string[];
+  status?: ClientStatus;
+  text?: string;
+}
+
 /** Requests to send after a `welcome` so a new session matches the old one. */
 export interface Restore {
   joins: RoomJoin[];
@@ -89,6 +104,38 @@ export class ResumeState {
     this.text = undefined;
     this.streams = new StreamPositions();
     this.members = new MemberViews();
+  }
+
+  /** This session as a page keeps it across a reload; undefined when it has none. */
+  save(device: string, user: string | undefined): SavedSession | undefined {
+    if (this.resumeToken === undefined) return undefined;
+    const saved: SavedSession = { device, resumeToken: this.resumeToken, rooms: [], subscriptions: [...this.subscriptions] };
+    if (user !== undefined) saved.user = user;
+    for (const [room, state] of this.rooms) {
+      const entry: SavedSession["rooms"][number] = { room };
+      if (state.meta !== undefined) entry.meta = state.meta;
+      if (state.deviceEvents) entry.deviceEvents = true;
+      const position = this.streams.position(room);
+      if (position !== undefined) entry.position = { ...position };
+      saved.rooms.push(entry);
+    }
+    if (this.status !== undefined) saved.status = this.status;
+    if (this.text !== undefined) saved.text = this.text;
+    return saved;
+  }
+
+  /** Take a saved session's place: the next connect asks to resume it, with its positions
+   * (and, should the server not resume it, re-joins its rooms and restores the rest). */
+  load(saved: SavedSession): void {
+    this.clear();
+    this.resumeToken = saved.resumeToken;
+    for (const entry of saved.rooms) {
+      this.rooms.set(entry.room, { meta: entry.meta, deviceEvents: entry.deviceEvents ?? false });
+      if (entry.position !== undefined) this.streams.known.set(entry.room, { ...entry.position });
+    }
+    this.subscriptions = new Set(saved.subscriptions);
+    this.status = saved.status;
+    this.text = saved.text;
   }
 
   /** `auth.positions` for the next connect: only when it will ask to resume. */

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { ClientError, ConnectionClosed, ErrorCode, ForceLeaveError } from "../dist/index.js";
+import { ClientError, ConnectionClosed, ErrorCode, ForceLeaveError, PresencedClient } from "../dist/index.js";
 import { isMessage, makeClient, Presenced, within } from "./support.mjs";
 
 let server;
@@ -402,5 +402,40 @@ test("pagehide for good logs out: the room sees the user leave at once", async (
     await page.events.when(() => page.client.state === "closed");
   } finally {
     await close();
+  }
+});
+
+test("a saved session resumes on a new client (a page reload): no leave, the missed messages come back", async () => {
+  const hooks = browser();
+  const { page, watcher, close } = await pair("rex", hooks, { browser: { target: hooks.window, document: hooks.document, leaveOnPageHide: false } });
+  const newPage = { client: undefined };
+  try {
+    await page.client.send("room-rex", "before");
+    await page.client.setStatus("busy");
+    const saved = JSON.parse(JSON.stringify(page.client.saveSession())); // as sessionStorage keeps it
+    assert.equal(saved.device, "rex-device");
+    assert.deepEqual(saved.rooms.map((r) => r.room), ["room-rex"]);
+    hooks.fire(hooks.window, "pagehide", { persisted: false }); // a reload: no logout
+    await page.client.close(); // the old page's socket goes: the session waits in grace
+    await watcher.events.next((e) => e.name === "device.dropped" && e.user === "rex");
+    await watcher.client.send("room-rex", "while reloading");
+
+    const next = makeClient(server.url, "rex", { session: saved, browser: false });
+    newPage.client = next.client;
+    const welcome = await next.client.connect();
+    assert.equal(welcome.resumed, true);
+    assert.equal(welcome.session, page.client.welcome.session);
+    const recovered = await next.events.next((e) => e.name === "room.recovered" && e.room === "room-rex");
+    assert.equal(recovered.recovered, true);
+    assert.deepEqual(recovered.events.map((e) => e.body), ["while reloading"]);
+    assert.deepEqual(next.client.rooms, ["room-rex"]);
+    assert.equal(next.client.status, "busy");
+    await watcher.events.next((e) => e.name === "device.back" && e.user === "rex");
+    assert.deepEqual(watcher.events.all("member.left"), []);
+    assert.equal(next.client.saveSession().resumeToken !== saved.resumeToken, true);
+    const stranger = new PresencedClient({ url: server.url, user: "other", device: "rex-device", session: saved, browser: false });
+    await assert.rejects(stranger.connect(), TypeError);
+  } finally {
+    await Promise.all([close(), newPage.client?.close()]);
   }
 });

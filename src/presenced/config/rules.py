@@ -98,6 +98,14 @@ def check_together(settings: Settings) -> None:
             "off (a node without a client port) needs shared state to answer for: set redis "
             "as well, or give a port number",
         )
+    if settings.demo and settings.port is None:
+        raise ConfigError("demo", "the demo page is served on the client port: give a port")
+    if settings.demo and settings.effective_auth_mode == "jwt":
+        raise ConfigError(
+            "demo",
+            "the demo page lets anyone name their own user, which needs auth_mode 'insecure': "
+            "unset the JWT keys (jwt_secret, jwt_public_key, jwt_jwks_url) or drop demo",
+        )
     if settings.port is None and settings.admin_port is None:
         raise ConfigError(
             "port", "off with admin_port off too leaves the node nothing to serve: give one"

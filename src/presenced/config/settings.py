@@ -525,6 +525,15 @@ class Settings:
             parse=parse_kafka_sinks,
         ),
     )
+    demo: bool = field(
+        default=False,
+        metadata=_spec(
+            "bool",
+            "serve the demo chat page on the client port (http://HOST:PORT/); the page names "
+            "its own users, so it needs the insecure auth mode (no JWT key); see "
+            "docs/operations.md",
+        ),
+    )
     log_level: LogLevel = field(
         default="info",
         metadata=_spec("choice", "logging level", choices=("debug", "info", "warning", "error")),

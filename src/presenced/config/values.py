@@ -58,6 +58,7 @@ JWT_ALGORITHMS: tuple[str, ...] = (
 )
 
 Kind = Literal[
+    "bool",
     "str",
     "optstr",
     "pem",
@@ -86,6 +87,8 @@ _SIZE_RE = re.compile(rf"^({_NUMBER})\s*(b|kib|mib|gib)?$", re.IGNORECASE)
 _DURATION_HINT = "use seconds (25, 1.5) or a number with a unit: 500ms, 25s, 10m, 6h"
 _SIZE_HINT = "use a number of bytes or a size: 512B, 64KiB, 1MiB"
 _OFF_WORDS = frozenset({"off", "none"})
+_TRUE_WORDS = frozenset({"true", "on", "yes", "1"})
+_FALSE_WORDS = frozenset({"false", "off", "no", "0"})
 
 
 # --- parsing helpers ---------------------------------------------------------------------
@@ -203,6 +206,8 @@ class Spec:
                 text = f"{'>' if self.lo_open else '>='} {bound(self.lo or 0)}"
             if self.kind == "duration":
                 text += " seconds (e.g. 500ms, 25s, 10m, 6h)"
+        elif self.kind == "bool":
+            text = "true or false (also on/off, yes/no, 1/0)"
         elif self.kind == "pem":
             text = "PEM text or @/path/to/key.pem"
         elif self.kind == "apikeys":
@@ -241,6 +246,13 @@ def coerce(key: str, spec: Spec, value: object, origin: str) -> Any:
         if spec.off:
             return None
         raise ConfigError(key, f"a value is required; allowed: {spec.allowed()}")
+    if spec.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise ConfigError(key, f"{shown} is not allowed; allowed: {spec.allowed()}")
     if spec.kind == "duration":
         return _duration(value, spec.off, key, shown)
     if spec.kind == "size":

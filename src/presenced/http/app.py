@@ -44,6 +44,7 @@ from presenced.http.routing import Call, Route
 from presenced.http.worker_metrics import from_environment
 from presenced.protocol.fields import Name
 from presenced.server.admin import AdminRefused
+from presenced.web import DASHBOARD, Pages
 
 if TYPE_CHECKING:
     from presenced.server.node import Node
@@ -67,6 +68,12 @@ _encode = msgspec.json.Encoder().encode
 _JSON = "application/json"
 # A request body holds at most a message body plus a little: bounded well before decoding.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# The dashboard runs its own script and style only, and talks to this port only: an injected
+# script could not load or send anything elsewhere (the key is in its sessionStorage).
+_DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def error_response(exc: ApiError) -> web.Response:
@@ -197,11 +204,33 @@ def build_app(node: Node) -> web.Application:
     async def openapi(request: web.Request) -> web.Response:
         return _json(200, document)
 
+    # The dashboard's files need no key (they hold no data; the page asks for one and sends
+    # it with every API call it makes).
+    pages = Pages(("dashboard",), DASHBOARD)
+
+    async def dashboard(request: web.Request) -> web.Response:
+        page = pages.get(request.path)
+        if page is None:
+            raise web.HTTPNotFound()
+        body, kind = page
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": kind,
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": _DASHBOARD_CSP,
+            },
+        )
+
     router = app.router
     router.add_get("/health", health, allow_head=False)
     router.add_get("/ready", health, allow_head=False)
     router.add_get("/metrics", metrics_text, allow_head=False)
     router.add_get("/openapi.json", openapi, allow_head=False)
+    router.add_get("/dashboard", dashboard, allow_head=False)
+    router.add_get("/dashboard/", dashboard, allow_head=False)
+    router.add_get("/dashboard/{file:[^/]+}", dashboard, allow_head=False)
     for route in ROUTES:
         router.add_route(route.method, route.path, _endpoint(node, keys, route))
     return app

@@ -29,6 +29,7 @@ from presenced.server.ws_picows import HttpResponse, start_picows_server
 from presenced.store.base import Backplane
 from presenced.store.memory import memory_backplane
 from presenced.typing import NodeId
+from presenced.web import DEMO, Pages
 
 __all__ = ["WS_PATH", "RunningServer", "run_single", "start_server"]
 
@@ -158,11 +159,17 @@ async def start_server(
     def handler_factory(request: ConnectRequest) -> TransportHandler | None:
         return node.new_connection(request)
 
+    # The demo chat page (settings.demo; presenced.web), read once, served from memory.
+    demo = Pages(("demo", "client"), DEMO) if settings.demo else None
+
     def http_route(request: ConnectRequest) -> HttpResponse | None:
         # The client port answers liveness and readiness for load balancers; everything
         # else a backend asks (the API, /metrics) is on the admin port.
         if request.path in ("/health", "/ready"):
             return (*health_body(node, request.path), "application/json")
+        page = demo.get(request.path) if demo is not None else None
+        if page is not None:
+            return (200, *page)
         return None
 
     jwks = node.lifecycle.verifier.jwks if node.lifecycle.verifier is not None else None
@@ -246,6 +253,8 @@ async def _serve(settings: Settings, reuse_port: bool = False) -> int:
             "to require one",
             running.admin.url,
         )
+    if settings.demo and running.server is not None:
+        log.info("demo chat page: %s/ (--demo)", running.http_url)
     if mode == "insecure":
         log.warning(
             "INSECURE DEVELOPMENT MODE: clients name their own user and nothing is verified. "

@@ -1,0 +1,2 @@
+/** The client's options. Times are in milliseconds. */
+export {};
