@@ -65,6 +65,11 @@ SUPPORTED_ALGORITHMS: Final[tuple[str, ...]] = (*_HMAC_MIN_BYTES, *_RSA_ALGORITH
 """Algorithms a :class:`TokenVerifier` can be configured with (``none`` never is)."""
 
 _MAX_TOKEN_CHARS: Final = 16 * 1024
+
+_COMPACT_JWS: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+"""A JWS in compact form: three base64url segments without padding (RFC 7515 section 7.1);
+empty segments pass here, and PyJWT refuses them."""
+
 _MAX_ROOM_PATTERNS: Final = 1000
 _MAX_NAME_CHARS: Final = 256
 # Same rule as protocol.fields.Name: 1-256 characters, none of them white space, a control
@@ -211,6 +216,8 @@ class TokenVerifier:
             raise _fail(
                 f"token is malformed: longer than {_MAX_TOKEN_CHARS} characters", "malformed"
             )
+        if _COMPACT_JWS.fullmatch(token) is None:  # (older PyJWTs decode stray characters)
+            raise _fail("token is malformed", "malformed")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

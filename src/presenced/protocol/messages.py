@@ -234,6 +234,15 @@ class Welcome(ServerBase, tag="welcome"):
     expires_at: float | None = None  # the token's exp: send refresh before, or be closed
     ref: Ref = None
 
+    def __repr__(self) -> str:
+        # The resume token takes over the session: it must not reach a log or a print of
+        # the event (the README's example prints every event).
+        fields = ", ".join(
+            f"{name}={'<hidden>' if name == 'resume_token' else repr(getattr(self, name))}"
+            for name in self.__struct_fields__
+        )
+        return f"Welcome({fields})"
+
 
 class HeartbeatAck(ServerBase, tag="heartbeat.ack"):
     time: float

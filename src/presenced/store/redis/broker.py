@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 from collections import defaultdict
@@ -48,6 +49,14 @@ __all__ = ["RedisBroker"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # channels per (re)subscribe command
+
+_MAINTENANCE_OPTIONS = (
+    "maint_notifications_config",
+    "maint_notifications_pool_handler",
+    "oss_cluster_maint_notifications_handler",
+)
+"""redis-py 8.1's connection options for RESP3 maintenance notifications, turned off on
+the pub/sub links (older versions have none)."""
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
@@ -328,7 +337,7 @@ class RedisBroker:
             link = self._links.get("")
             if link is None:
                 pool = self._client.connection_pool
-                kwargs = self._link_kwargs(pool.connection_kwargs)
+                kwargs = self._link_kwargs(pool.connection_kwargs, pool.connection_class)
                 name = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
                 link = self._links[""] = _Link(self, name, kwargs, pool.connection_class)
             return link
@@ -336,24 +345,24 @@ class RedisBroker:
         node = self._client.get_node_from_key(wire)
         link = self._links.get(node.name)
         if link is None:
-            kwargs = self._link_kwargs(node.connection_kwargs)
+            kwargs = self._link_kwargs(node.connection_kwargs, node.connection_class)
             link = self._links[node.name] = _Link(self, node.name, kwargs, node.connection_class)
         return link
 
     @staticmethod
-    def _link_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _link_kwargs(kwargs: dict[str, Any], connection_class: type) -> dict[str, Any]:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        # RESP2 pub/sub replies (so no RESP3 maintenance notifications either); no health
-        # checks (they would read replies the reader expects); no retries inside connect()
-        # (the link's own backoff paces them).
+        # RESP2 pub/sub replies (so no RESP3 maintenance notifications either: off where
+        # this redis-py has them, 8.1 and later); no health checks (they would read replies
+        # the reader expects); no retries inside connect() (the link's own backoff paces
+        # them).
+        accepted = inspect.signature(connection_class).parameters
         return {
             **kwargs,
             "protocol": 2,
-            "maint_notifications_config": None,
-            "maint_notifications_pool_handler": None,
-            "oss_cluster_maint_notifications_handler": None,
+            **{name: None for name in _MAINTENANCE_OPTIONS if name in accepted},
             "health_check_interval": 0,
             "retry": Retry(NoBackoff(), 0),
         }
