@@ -35,8 +35,11 @@ def _chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    event loop running in this thread while it is open, and every async test after it in
+    the suite would fail to start its own."""
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:  # pragma: no cover - the test extra installs it
