@@ -63,6 +63,12 @@ async def _entries_added(sink: Redis, stream: str) -> int:
     return int(info.get("entries-added", info.get("length", 0)))
 
 
+async def _command_calls(client: Redis) -> dict[str, int]:
+    """The store's command counts so far (INFO commandstats), by command name."""
+    stats = await client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
 async def _settled(sink: Redis, stream: str | None, quiet: float = 0.5, cap: float = 30.0) -> int:
     """Wait until the sink stream has not grown for ``quiet`` s (at most ``cap`` s); its
     count. Without a sink: no wait."""
@@ -162,13 +168,22 @@ async def _one(
             f"{joins['store_us_per_join']:.0f} us per join (connect and join), {events} events",
             flush=True,
         )
+        counter = Redis.from_url(store.url)
         for k in range(steps):
             before = await _entries_added(sink, stream) if stream else 0
+            calls0 = await _command_calls(counter)
             c0 = {k2: cpu_times(p).total for k2, p in pids.items()}
             st = await step(ctx, proc.pid, rooms, rate, seconds)
             after = await _settled(sink, stream)
             used = {k2: cpu_times(p).total - c0[k2] for k2, p in pids.items()}
+            calls1 = await _command_calls(counter)
             delivered = max(1, st["delivered"])
+            # The store's commands per message (the node's, and this counter's two INFOs).
+            per_message = {
+                c: (n - calls0.get(c, 0)) / max(1, st["messages"])
+                for c, n in calls1.items()
+                if n > calls0.get(c, 0)
+            }
             row = {
                 "round": r,
                 "step": k,
@@ -176,6 +191,7 @@ async def _one(
                 "events": after - before if stream else 0,
                 "node_us_per_delivery_settled": used["node"] / delivered * 1e6,
                 "store_us_per_delivery": used["store"] / delivered * 1e6,
+                "store_commands_per_message": per_message,
             }
             results["steps"][name].append(row)
             print(
@@ -187,6 +203,9 @@ async def _one(
                 f"processes {st['foreign_core0_pct']:.0f} / {st['foreign_core1_pct']:.0f} %",
                 flush=True,
             )
+            top = sorted(per_message.items(), key=lambda kv: -kv[1])[:8]
+            print("    commands per message: " + ", ".join(f"{c} {n:.1f}" for c, n in top))
+        await counter.aclose()
 
 
 def _median_of_rounds(rows: list[dict[str, Any]], field: str) -> float:
