@@ -42,6 +42,12 @@ IDLE_MAX = 0.25
 doubles while reads find nothing. Events this node writes wake the reader at once; those
 of other nodes are found within this (docs/events.md, latency)."""
 
+BATCH_LINGER = 0.1
+"""Seconds a reader waits after a read that found events, or after a wake-up, before it
+reads again (at least; more if the sink's ``linger`` says so): a pass costs the node three
+store round trips whatever its size (read, the sink's batch, ack), so under load this sets
+how many it makes (10 a second) and how long an event waits to go out (docs/events.md)."""
+
 REPLAY_EVERY = 1.0
 """Seconds between looks for dead letters to replay (a replay asked on this node wakes the
 reader at once; one asked on another node is found within this)."""
@@ -221,13 +227,14 @@ class OutboxFeed:
         Cheap when idle, batched under load: a read that finds nothing doubles the wait
         before the next one (from POLL to IDLE_MAX), unless this node writes an event
         meanwhile (:meth:`wake`); after a read that found events, the reader lingers
-        ``policy.linger`` so that the next batch fills. Each pass is a read, the sink's
-        delivery and an ack; replays are looked for every REPLAY_EVERY seconds."""
+        BATCH_LINGER (or the sink's longer ``linger``) so that the next batch fills. Each
+        pass is a read, the sink's delivery and an ack; replays are looked for every
+        REPLAY_EVERY seconds."""
         loop = asyncio.get_running_loop()
         name = runner.sink.name
         groups = [r.sink.name for r in self.export.runners]
         size = runner.policy.batch_size
-        linger = max(runner.policy.linger, 0.0)
+        linger = max(runner.policy.linger, BATCH_LINGER)
         woken = asyncio.Event()
         self._wakes.append(woken)
         idle = self.poll
