@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen.pool import WorkerPool
+from bench.procs import raise_open_files
 from bench.scenarios.base import Ctx, Sizes
 from bench.scenarios.throughput import setup_rooms, step
 
@@ -91,8 +91,7 @@ def _summary(results: dict[str, list[dict[str, Any]]]) -> None:
 def main(argv: list[str]) -> None:
     out, rounds, rate, seconds, steps, *pairs = argv
     trees = dict(pair.split("=", 1) for pair in pairs)
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()
     os.sched_setaffinity(0, {1})
     import uvloop
 

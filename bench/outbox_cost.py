@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.loadgen.pool import WorkerPool
-from bench.procs import cpu_times
+from bench.procs import cpu_times, raise_open_files
 from bench.scenarios.base import Ctx, Sizes
 from bench.scenarios.capacity import valkey
 from bench.scenarios.throughput import setup_rooms, step
@@ -248,8 +247,7 @@ def main(argv: list[str]) -> None:
     unknown = set(configs) - set(CONFIGS)
     if unknown:
         raise SystemExit(f"unknown configuration(s) {sorted(unknown)}; expected some of {CONFIGS}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()
     os.sched_setaffinity(0, {1})
     import uvloop
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -27,12 +28,21 @@ __all__ = [
     "descendants",
     "fd_count",
     "free_port",
+    "raise_open_files",
     "rss_kib",
     "start_ticks",
     "wait_quiet",
 ]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def raise_open_files() -> int:
+    """Let this process (and every child it starts) open as many files as the hard limit
+    allows, and return that limit: a benchmark holds one socket per connection."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen.pool import WorkerPool
+from bench.procs import raise_open_files
 from bench.scenarios.api_load import api_tables, run_api_load, step_labels
 from bench.scenarios.api_offload import offload_tables, run_api_offload
 from bench.scenarios.base import PER_WORKER, Ctx, Sizes
@@ -353,8 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         sizes = replace(sizes, off_deliveries_s=args.off_deliveries)
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
 
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child
+    hard = raise_open_files()  # inherited by every child
     capacity = "capacity" in args.scenarios
     most = max(
         max(sizes.idle_levels),
