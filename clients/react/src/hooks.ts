@@ -14,6 +14,7 @@ import {
   useRef,
   useState,
   useSyncExternalStore,
+  type ReactElement,
   type ReactNode,
 } from "react";
 import {
@@ -49,7 +50,7 @@ export interface PresencedProviderProps {
 const closing = new WeakMap<PresencedClient, () => void>();
 
 /** Gives its children a client: connects it when mounted, closes it when unmounted. */
-export function PresencedProvider(props: PresencedProviderProps): ReactNode {
+export function PresencedProvider(props: PresencedProviderProps): ReactElement {
   const { client: given, options, logoutOnUnmount = false, children } = props;
   if ((given === undefined) === (options === undefined)) {
     throw new TypeError("PresencedProvider: give exactly one of `client` and `options`");

@@ -89,7 +89,7 @@ export function provide(client, children, { strict = false, ...props } = {}) {
 
 /** Mount `element`; `update(element)` and `unmount()` change it. */
 export function render(element) {
-  return TestRenderer.create(element);
+  return TestRenderer.create(element, { unstable_isConcurrent: true }); // React 18: not the legacy root
 }
 
 /** Resolve after React's scheduler and the deferred releases ran (a few macrotasks). */
