@@ -54,7 +54,7 @@ LAST_SEEN_TTL = 30 * 86400.0
 READ_CHUNK = 250
 """Users per presence_read call. A script holds the single-threaded server for the whole of
 its run, and every other command waits behind it: the room messages a node publishes, the
-joins, the lease renewals. 250 users take Valkey about a millisecond (~3.5 us a user,
+joins, the lease renewals. 250 users take Valkey about a millisecond (~3.5 - 4.5 us a user,
 bench/results/2026-12-03-presence-read-variants), 1,000 about four, where a pipeline of
 plain reads lets other clients' commands in between the batches the server reads off its
 socket. So a large read (a big room's join snapshot, a page of 1,000) is several calls, one
