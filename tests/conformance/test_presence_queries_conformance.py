@@ -2,11 +2,15 @@
 ``online_count``: the users with a present session, invisible ones included, sorted by id
 and keyset-paginated; a user whose last session went is no longer listed (its last seen is
 kept, but that is not being online). And ``sessions_of``, the session ids a user's presence
-is made of, which cleanup checks against the session records."""
+is made of, which cleanup checks against the session records. And ``get_many`` /
+``get_private`` of many users at once (the admin's presence query, a members page, a join
+snapshot), which Redis reads in chunked script calls on one server."""
 
 from __future__ import annotations
 
+from presenced.presence.status import UserPresence
 from presenced.store.base import Backplane, PresenceStore
+from presenced.store.redis.presence import READ_CHUNK
 from presenced.typing import SessionId, UserId
 
 __all__: list[str] = []
@@ -91,3 +95,53 @@ async def test_sessions_of_lists_the_sessions_presence_is_made_of(backplane: Bac
         await store.remove(alice, SessionId(session), WALL + 4)
     assert await store.sessions_of(alice) == []
     assert (await store.get_many([alice]))[0].last_seen is not None
+
+
+async def test_get_many_of_many_users_of_every_kind(backplane: Backplane) -> None:
+    """``get_many`` and ``get_private`` of more users than one Redis read call takes
+    (READ_CHUNK), in the order asked, duplicates and unknown users included, every kind of
+    user on either side of a chunk's end: online, several devices (a text that contains
+    "invisible", and a last seen from before), offline with a last seen only, invisible after
+    being seen (last seen to others, online to itself), invisible the whole time, unknown."""
+    store = backplane.presence
+    n = 2 * READ_CHUNK + 50
+    users = [UserId(f"u{i:04d}") for i in range(n)]
+    public: dict[UserId, UserPresence] = {}
+    private: dict[UserId, UserPresence] = {}
+
+    async def make(i: int, user: UserId) -> None:
+        wall = WALL + i
+        kind = i % 6
+        if kind == 0:
+            await store.set(user, SessionId(f"{user}-a"), "online", None, WALL)
+            public[user] = private[user] = UserPresence(user, True, "online", 1)
+        elif kind == 1:
+            await store.set(user, SessionId(f"{user}-a"), "online", None, WALL)
+            await store.remove(user, SessionId(f"{user}-a"), wall)  # a last seen, kept
+            await store.set(user, SessionId(f"{user}-b"), "away", "x", wall + 1)
+            await store.set(user, SessionId(f"{user}-c"), "busy", "invisible ink", wall + 2)
+            public[user] = private[user] = UserPresence(user, True, "busy", 2, "invisible ink")
+        elif kind == 2:
+            await store.set(user, SessionId(f"{user}-a"), "dnd", "t", WALL)
+            await store.remove(user, SessionId(f"{user}-a"), wall)
+            public[user] = private[user] = UserPresence(user, False, "offline", 0, None, wall)
+        elif kind == 3:
+            await store.set(user, SessionId(f"{user}-a"), "online", None, WALL)
+            await store.set(user, SessionId(f"{user}-a"), "invisible", None, wall)
+            public[user] = UserPresence(user, False, "offline", 0, None, wall)
+            private[user] = UserPresence(user, True, "invisible", 1)
+        elif kind == 4:
+            await store.set(user, SessionId(f"{user}-a"), "invisible", "hidden", WALL)
+            public[user] = UserPresence(user, False, "offline", 0)
+            private[user] = UserPresence(user, True, "invisible", 1, "hidden")
+        else:  # never seen
+            public[user] = private[user] = UserPresence(user, False, "offline", 0)
+
+    for i, user in enumerate(users):
+        await make(i, user)
+    asked = users + users[READ_CHUNK - 3 : READ_CHUNK + 3][::-1] + [UserId("ghost"), users[0]]
+    public[UserId("ghost")] = UserPresence(UserId("ghost"), False, "offline", 0)
+    assert await store.get_many(asked) == [public[u] for u in asked]
+    assert await store.get_many(users[::-1]) == [public[u] for u in users[::-1]]
+    for user in users[:12] + users[READ_CHUNK - 6 : READ_CHUNK + 6]:
+        assert await store.get_private(user) == private[user], user

@@ -9,7 +9,8 @@ user stops being visible online (and forgets a user never seen online), and retu
 and the records before and after. The views
 are then derived by presence/status.py's :func:`derive_view`, the one rule PresenceBook uses too:
 status by STATUS_PRECEDENCE, text of the newest session with the winning status, invisible
-users offline to others. Reads (``get_many``, ``get_private``) are one pipeline of plain reads.
+users offline to others. Reads (``get_many``, ``get_private``) are one read-only script
+(presence_read) per READ_CHUNK users on one server, and a pipeline of plain reads on Cluster.
 The admin's ``online`` and ``online_count`` SCAN the statuses hashes: one exists exactly while
 its user has a session (presence_remove takes out the last record and Redis drops the empty
 hash).
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
 
 from presenced.errors import SessionLimitReached
 from presenced.presence.status import (
@@ -36,12 +38,27 @@ from presenced.store.redis.scan import scan_keys
 from presenced.store.redis.scripts import Scripts
 from presenced.typing import SessionId, UserId
 
-__all__ = ["LAST_SEEN_TTL", "PRESENCE_TTL", "DeviceStatus", "RedisPresenceStore", "view"]
+__all__ = [
+    "LAST_SEEN_TTL",
+    "PRESENCE_TTL",
+    "READ_CHUNK",
+    "DeviceStatus",
+    "RedisPresenceStore",
+    "view",
+]
 
 PRESENCE_TTL = 86400.0
 """Seconds a user's status records live after its last presence change (a failsafe)."""
 LAST_SEEN_TTL = 30 * 86400.0
 """Seconds a user's last seen lives after its last presence change."""
+READ_CHUNK = 250
+"""Users per presence_read call. A script holds the single-threaded server for the whole of
+its run, and every other command waits behind it: the room messages a node publishes, the
+joins, the lease renewals. 250 users take Valkey about a millisecond (~3.5 - 4.5 us a user,
+bench/results/2026-12-03-presence-read-variants), 1,000 about four, where a pipeline of
+plain reads lets other clients' commands in between the batches the server reads off its
+socket. So a large read (a big room's join snapshot, a page of 1,000) is several calls, one
+after another, each a short wait for the others."""
 
 
 _USER_EVENTS = ("user.online", "user.offline", "user.status")
@@ -58,6 +75,8 @@ class DeviceStatus(msgspec.Struct, frozen=True):
 
 
 _record_decoder = msgspec.json.Decoder(DeviceStatus)
+_read_decoder = msgspec.json.Decoder(list[tuple[str | None, list[DeviceStatus]]])
+"""presence_read.lua's reply: per user, its last seen (as written, or null) and records."""
 
 
 def view(
@@ -85,6 +104,7 @@ class RedisPresenceStore:
         self._ttl_ms = max(1, round(ttl * 1000))
         self._last_seen_ttl_ms = max(1, round(last_seen_ttl * 1000))
         self._outbox = outbox
+        self._cluster = isinstance(client, RedisCluster)
 
     async def set(
         self,
@@ -200,13 +220,32 @@ class RedisPresenceStore:
     async def _read(
         self, users: list[UserId]
     ) -> dict[UserId, tuple[list[DeviceStatus], float | None]]:
-        """Each user's records and last seen, in one pipeline (split per node on Cluster).
+        """Each user's records and last seen: on one server, one presence_read script per
+        READ_CHUNK users; on Cluster, one pipeline of HVALS and HGET per user (split per
+        node by redis-py), as a user's keys share a slot but different users' do not.
 
-        The two reads of a user are not one instant, and need not be: last seen only counts
-        when the records show no visible session, it is read second, and it changes only when
-        the user stops being visible (its hash goes only with a user that has no sessions and
-        no last seen). So a view read here is one the user had at one of the two reads.
+        In the script a user's records and last seen are read at one instant (as are all
+        the users of one call), and last seen only where it counts: when the records show no
+        visible session (the script's header). In the pipeline the two reads are not one
+        instant, and need not be: last seen is read second, and it changes only when the
+        user stops being visible (its hash goes only with a user that has no sessions and no
+        last seen). So either way a view read here is one the user had at some instant of
+        the read; different users' views, in different calls, may be of different instants.
         """
+        if self._cluster:
+            return await self._read_pipelined(users)
+        found: dict[UserId, tuple[list[DeviceStatus], float | None]] = {}
+        for start in range(0, len(users), READ_CHUNK):
+            chunk = users[start : start + READ_CHUNK]
+            keys = [key for user in chunk for key in self._user_keys(user)]
+            rows = _read_decoder.decode(await self._scripts.run("presence_read", keys, []))
+            for user, (seen, records) in zip(chunk, rows, strict=True):
+                found[user] = (records, float(seen) if seen else None)
+        return found
+
+    async def _read_pipelined(
+        self, users: list[UserId]
+    ) -> dict[UserId, tuple[list[DeviceStatus], float | None]]:
         pipe = self._client.pipeline(transaction=False)
         for user in users:
             statuses, meta = self._user_keys(user)
