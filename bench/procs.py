@@ -24,6 +24,7 @@ __all__ = [
     "CpuTimes",
     "ServerProcess",
     "core_busy_seconds",
+    "core_times",
     "cpu_times",
     "descendants",
     "fd_count",
@@ -118,6 +119,23 @@ def core_busy_seconds(core: int) -> float:
         if line.startswith(f"cpu{core} "):
             v = [int(x) for x in line.split()[1:]]
             return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+    raise RuntimeError(f"no cpu{core} in /proc/stat")
+
+
+CORE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def core_times(core: int) -> dict[str, float]:
+    """Seconds CPU ``core`` spent so far in each state of /proc/stat (``CORE_FIELDS``).
+
+    Two of them are counted in its busy time but in no process's: ``softirq`` (mostly the
+    kernel's own work on network traffic, loopback's too) and ``steal`` (the hypervisor
+    ran something else: other machines on the host).
+    """
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            values = [int(x) / CLK_TCK for x in line.split()[1 : 1 + len(CORE_FIELDS)]]
+            return dict(zip(CORE_FIELDS, values, strict=True))
     raise RuntimeError(f"no cpu{core} in /proc/stat")
 
 

@@ -218,9 +218,10 @@ class WorkerPool:
                     total[key] = total.get(key, 0) + value
         return total
 
-    async def latencies(self) -> tuple[list[tuple[int, int]], int]:
-        """The merged latency histogram (us -> count) of every worker, and its count."""
-        parts = await self.all("latencies", 60.0)
+    async def latencies(self, kind: str = "messages") -> tuple[list[tuple[int, int]], int]:
+        """The merged latency histogram (us -> count) of every worker, and its count:
+        room message deliveries, or with ``kind="heartbeats"`` timed heartbeat round trips."""
+        parts = await self.all("latencies", 60.0, kind=kind)
         merged: dict[int, int] = {}
         for part in parts:
             for value, count in part["hist"]:

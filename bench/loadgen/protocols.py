@@ -73,6 +73,7 @@ class Frame(Enum):
     MEMBER_LEFT = "member_left"
     BATCH = "batch"  # presenced's room.batch: several member events in one frame
     ERROR = "error"
+    TYPING = "typing"  # presenced's typing event (a room's typing set changed)
     PING = "ping"  # Engine.IO ping: answer with Dialect.pong
     OPEN = "open"  # Engine.IO open: answer with Dialect.after_open
     OTHER = "other"
@@ -106,6 +107,10 @@ class Dialect:
         """Application heartbeat (acknowledged by the server)."""
         raise NotImplementedError
 
+    def timed_heartbeat(self, now_ns: int) -> bytes:
+        """A heartbeat that carries its send time, for round-trip timing (presenced only)."""
+        raise NotImplementedError(f"{self.name}: no timed heartbeat")
+
     def publish(self, room: str, body: str) -> bytes:
         """Send a room message."""
         raise NotImplementedError
@@ -126,6 +131,7 @@ class PresencedDialect(Dialect):
         (b'{"type":"room.joined"', Frame.JOINED),
         (b'{"type":"room.left"', Frame.LEFT),
         (b'{"type":"error"', Frame.ERROR),
+        (b'{"type":"typing"', Frame.TYPING),
     )
 
     def path(self, user: str, device: str) -> str:
@@ -145,6 +151,10 @@ class PresencedDialect(Dialect):
 
     def heartbeat(self) -> bytes:
         return b'{"type":"heartbeat"}'
+
+    def timed_heartbeat(self, now_ns: int) -> bytes:
+        """A heartbeat whose ``ref`` is its send time (ns), echoed in ``heartbeat.ack``."""
+        return b'{"type":"heartbeat","ref":%d}' % now_ns
 
     def publish(self, room: str, body: str) -> bytes:
         return json.dumps({"type": "message.send", "room": room, "body": body}).encode()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -65,6 +66,7 @@ class Client(WSListener):
         self.hb: asyncio.TimerHandle | None = None
         self.expect_close = False
         self.paused = False
+        self.typing = 0  # typing events received since the last reset
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         """Keep the transport."""
@@ -114,6 +116,11 @@ class Worker:
         self.delivered = 0
         self.acks = 0
         self.hb_acks = 0
+        self.hb_sent = 0
+        self.hb_lat = array("q")  # round trips (us) of timed heartbeats, acked since reset
+        self.typing = 0
+        for c in self.clients:
+            c.typing = 0
         self.member_events = 0
         self.member_frames = 0  # frames that carried member events (lone or batched)
         self.dropped = 0
@@ -146,6 +153,15 @@ class Worker:
             self.acks += 1
         elif kind is Frame.HB_ACK:
             self.hb_acks += 1
+            i = data.rfind(b'"ref":')
+            if i >= 0:  # a timed heartbeat: its ref is its send time (ns)
+                end = data.find(b"}", i)
+                with contextlib.suppress(ValueError):
+                    sent = int(data[i + 6 : end])
+                    self.hb_lat.append((time.monotonic_ns() - sent) // 1000)
+        elif kind is Frame.TYPING:
+            self.typing += 1
+            c.typing += 1
         elif kind is Frame.PING:
             if c.t is not None:
                 c.t.send(_TEXT, self.dialect.pong)
@@ -306,20 +322,26 @@ class Worker:
         kind = await self._request(c, data, timeout)
         return {"t0": t0, "reply": kind.value, "user": c.user}
 
-    async def cmd_heartbeat(self, interval: float, jitter: float = 0.2) -> dict[str, Any]:
+    async def cmd_heartbeat(
+        self, interval: float, jitter: float = 0.2, timed: bool = False
+    ) -> dict[str, Any]:
         """Every open client sends an application heartbeat every ``interval`` s (jittered).
 
         The first beat of each client falls at a random point of the first interval, so
         the beats are spread evenly; each next one ``interval * (1 +- jitter)`` later.
+        ``timed``: each beat carries its send time as ``ref``, and the round trip of its
+        ``heartbeat.ack`` is recorded (``latencies kind=heartbeats``).
         """
         rnd = random.Random(os.getpid())
         beat = self.dialect.heartbeat()
+        timed_beat = self.dialect.timed_heartbeat
 
         def fire(c: Client) -> None:
             if c.t is None or c.paused:
                 c.hb = None
                 return
-            c.t.send(_TEXT, beat)
+            c.t.send(_TEXT, timed_beat(time.monotonic_ns()) if timed else beat)
+            self.hb_sent += 1
             c.hb = self.loop.call_later(interval * rnd.uniform(1 - jitter, 1 + jitter), fire, c)
 
         started = 0
@@ -351,6 +373,8 @@ class Worker:
             "delivered": self.delivered,
             "acks": self.acks,
             "hb_acks": self.hb_acks,
+            "hb_sent": self.hb_sent,
+            "typing": self.typing,
             "member_events": self.member_events,
             "member_frames": self.member_frames,
             "dropped": self.dropped,
@@ -361,10 +385,16 @@ class Worker:
             "recorded": len(self.lat),
         }
 
-    async def cmd_latencies(self) -> dict[str, Any]:
-        """Histogram of the recorded delivery latencies (us, 3 significant digits)."""
-        hist = Counter(quantize(v) for v in self.lat)
-        return {"hist": sorted(hist.items()), "count": len(self.lat)}
+    async def cmd_latencies(self, kind: str = "messages") -> dict[str, Any]:
+        """Histogram (us, 3 significant digits) of the recorded delivery latencies, or with
+        ``kind="heartbeats"`` of the timed heartbeats' round trips; and the largest value."""
+        values = self.hb_lat if kind == "heartbeats" else self.lat
+        hist = Counter(quantize(v) for v in values)
+        return {"hist": sorted(hist.items()), "count": len(values), "max": max(values, default=0)}
+
+    async def cmd_typing_counts(self) -> dict[str, Any]:
+        """Typing events each client received since the last reset (open clients only)."""
+        return {"counts": [c.typing for c in self.clients if c.t is not None]}
 
     async def cmd_seen(self, keys: list[tuple[str, str]]) -> dict[str, Any]:
         """For each (event kind, user): [receivers, first, last receive time in ns]."""
