@@ -280,6 +280,10 @@ async def _members(http: aiohttp.ClientSession, ctx: Ctx, proc: ServerProcess) -
     return {m["user"] for m in body.get("members", [])}
 
 
+# The process's entry frames, in every sample: left out of the "in" list.
+_ENTRY = ("presenced/cli.py", "presenced/__main__.py", "server/workers.py", "server/serve.py")
+
+
 def _profile_top(path: Path, n: int = 8) -> dict[str, list[tuple[str, float]]]:
     """The frames most often on top of the stack (``leaf``) and anywhere in it (``in``,
     presenced's own only) in a py-spy raw (collapsed stacks) file, as % of the samples."""
@@ -297,7 +301,7 @@ def _profile_top(path: Path, n: int = 8) -> dict[str, list[tuple[str, float]]]:
         frames = stack.split(";")
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + k
         for fr in set(frames):
-            if "presenced/" in fr or "codec.py" in fr:
+            if ("presenced/" in fr or "codec.py" in fr) and not any(e in fr for e in _ENTRY):
                 incl[fr] = incl.get(fr, 0) + k
 
     def top(d: dict[str, int]) -> list[tuple[str, float]]:
