@@ -24,12 +24,17 @@ from tests.support.valkey import free_port
 __all__ = ["PresencedNode"]
 
 
+class _PortTaken(RuntimeError):
+    """The node could not bind a port it was given: something else holds it."""
+
+
 class PresencedNode:
     """One ``presenced serve`` process."""
 
     def __init__(self, node_id: str, **settings: Any) -> None:
         self.node_id = node_id
         self.port = free_port()
+        self._own_ports = not settings.get("admin_port")  # (else the test chose one)
         self.admin_port = int(settings.pop("admin_port", None) or free_port())
         self.settings = {
             "host": "127.0.0.1",
@@ -40,6 +45,7 @@ class PresencedNode:
         }
         self.log_path = Path(tempfile.mkstemp(prefix=f"presenced-{node_id}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
+        self._started = False
 
     @property
     def url(self) -> str:
@@ -51,6 +57,21 @@ class PresencedNode:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 15.0) -> PresencedNode:
+        """Start the node and wait until both its ports answer. On its first start, a port
+        taken between :func:`free_port` and the node's bind (another process's outgoing
+        connection may get it as its source port) is replaced by a fresh one, twice at
+        most; a restart keeps its ports, as clients reconnect to them."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if self._started or not self._own_ports or attempt == 2:
+                    raise
+                self.port = self.settings["port"] = free_port()
+                self.admin_port = self.settings["admin_port"] = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> PresencedNode:
         args = [sys.executable, "-m", "presenced", "serve"]
         for key, value in self.settings.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
@@ -62,13 +83,17 @@ class PresencedNode:
         for port in (self.port, self.admin_port):
             while self.health(port) is None:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"node {self.node_id} exited: {self.log_tail()}")
+                    tail = self.log_tail()
+                    if "address already in use" in tail:
+                        raise _PortTaken(f"node {self.node_id}: {tail}")
+                    raise RuntimeError(f"node {self.node_id} exited: {tail}")
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"node {self.node_id} not up on port {port} in {timeout}s: "
                         f"{self.log_tail()}"
                     )
                 time.sleep(0.05)  # polling a process start-up, not waiting for an event
+        self._started = True
         return self
 
     def health(self, port: int | None = None) -> dict[str, Any] | None:
