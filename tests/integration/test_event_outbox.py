@@ -7,6 +7,7 @@ previous one had read and not confirmed, with the same ids.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from presenced.events import outbox_feed
 from presenced.protocol.chat import MessageAck
 from presenced.server.serve import RunningServer
+from presenced.store.redis.outbox import RedisOutbox
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 from tests.support.waiting import until
@@ -241,27 +243,36 @@ async def test_what_this_node_writes_goes_out_without_waiting_for_the_next_poll(
 
 
 async def test_an_idle_leader_backs_off_instead_of_polling_the_store(
-    hook: Receiver, make_server: ServerFactory, valkey: Any
+    hook: Receiver, make_server: ServerFactory, valkey: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    loop = asyncio.get_running_loop()
+    reads: list[float] = []
+    pops: list[float] = []
+    read, pop = RedisOutbox.read, RedisOutbox.pop_replay
+
+    async def counted_read(self: RedisOutbox, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("pending"):
+            reads.append(loop.time())
+        return await read(self, *args, **kwargs)
+
+    async def counted_pop(self: RedisOutbox, sink: str) -> Any:
+        pops.append(loop.time())
+        return await pop(self, sink)
+
+    monkeypatch.setattr(RedisOutbox, "read", counted_read)
+    monkeypatch.setattr(RedisOutbox, "pop_replay", counted_pop)
     settings = {
         "redis": valkey.url,
         "redis_prefix": f"ob{uuid.uuid4().hex[:8]}",
         "webhooks": hook.url,
         "webhook_secret": SECRET,
     }
-    server = await make_server(node_id="n0", **settings)
-    await until(lambda: bool(leaders([server])), "the node leads the dispatch")
-    client = server.node.backplane.outbox._client
-
-    async def calls(command: str) -> int:
-        stats = await client.info("commandstats")
-        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
-
-    before = {c: await calls(c) for c in ("xreadgroup", "lpop")}
-    await asyncio.sleep(2.0)  # the window measured: the reader is idle throughout
-    reads = await calls("xreadgroup") - before["xreadgroup"]
-    pops = await calls("lpop") - before["lpop"]
-    # Polling every 20 ms made ~100 reads and ~100 replay pops in 2 s; backed off to
-    # 250 ms it is ~10 reads and one pop a second.
-    assert reads <= 25, reads
-    assert pops <= 5, pops
+    await make_server(node_id="n0", **settings)
+    # Nothing is written: every read finds the outbox empty. Wait for eight of them.
+    await until(lambda: len(reads) >= 8, "eight reads of the idle outbox", 10)
+    span = reads[7] - reads[0]
+    # Polling every 20 ms, seven gaps took 0.14 s; doubling from 20 ms to 250 ms they take
+    # 0.02 + 0.04 + 0.08 + 0.16 + 3 x 0.25 = 1.05 s (a busy machine only lengthens them).
+    assert span >= 0.6, [round(b - a, 3) for a, b in itertools.pairwise(reads)]
+    # Replays are looked for once a second, not on every read.
+    assert len([t for t in pops if reads[0] <= t <= reads[7]]) <= span + 2, pops
