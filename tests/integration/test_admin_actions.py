@@ -519,6 +519,50 @@ async def test_notices_for_sessions_gone_meanwhile_are_no_ops(make_server: Serve
     await alice.close()
 
 
+async def test_an_action_returns_once_the_owner_node_has_done_it(
+    make_server: ServerFactory,
+) -> None:
+    """The owner is slow to act: the action still returns only after it has, so what the
+    backend reads next (the session's record) shows the change. On memory the one node acts
+    inline; on Valkey the owner answers ``admin-done`` on the asker's channel."""
+    nodes = await _nodes(make_server)
+    owner = nodes[-1].node
+    alice = await _client(nodes[-1], "alice")
+    await alice.request({"type": "presence.subscribe", "users": ["bob", "carol"]})
+    unwatch = owner.lifecycle.unwatch
+
+    async def slow_unwatch(*args: Any) -> None:
+        await asyncio.sleep(0.3)  # the owner is busy: the asker must wait for it
+        await unwatch(*args)
+
+    owner.lifecycle.unwatch = slow_unwatch  # type: ignore[method-assign]
+    reached = await nodes[0].node.admin.unwatch("alice", ["bob"])
+    assert reached.sessions == 1
+    record = await nodes[0].node.backplane.sessions.get(_welcome(alice).session)
+    assert record is not None and record.subscriptions == {"carol"}
+    await alice.close()
+
+
+@pytest.mark.gateway_backends("valkey")  # memory has one node: no other owner to wait for
+async def test_an_owner_that_never_answers_costs_the_action_the_reply_timeout(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owner node that does not answer (its link down, say) does not hang the action:
+    after REPLY_TIMEOUT its sessions count as reached, as its notice was sent."""
+    nodes = await _nodes(make_server)
+    monkeypatch.setattr("presenced.server.admin.REPLY_TIMEOUT", 0.2)
+    owner = nodes[-1].node
+    alice = await _client(nodes[-1], "alice")
+    monkeypatch.setattr(owner.admin, "on_notice", lambda data: None)  # it hears nothing
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reached = await nodes[0].node.admin.unwatch("alice", ["bob"])
+    assert reached.session_ids == (_welcome(alice).session,)
+    assert 0.2 <= loop.time() - started < 2.0
+    assert not nodes[0].node.admin._waiting  # nothing left waiting
+    await alice.close()
+
+
 async def test_no_client_may_be_the_system_user(connect: Any) -> None:
     client = await connect()
     await client.send({"type": "auth", "user": "system", "device": "d"})

@@ -9,8 +9,12 @@ its own channel, ``admin <json>`` (an :class:`AdminNotice`), which that node's
 :meth:`AdminActions.on_notice` hands to the same lifecycle method. The owner decides: a
 notice for a session that moved or ended since it was looked up (a resume elsewhere, grace
 running out) is a no-op there, never an error, and each session's change is all or nothing.
-An action answers what it targeted (:class:`Targeted`): zero sessions means the user, or the
-session, has no live session (the API's 404).
+The notice names the asking node and a request id: the owner answers on the asker's channel,
+``admin-done <json>`` (an :class:`AdminDone`), once its part is done, and the action waits
+for every owner's answer (up to :data:`REPLY_TIMEOUT`) so that what the backend reads next
+shows the change (read your writes across nodes). An action answers what it reached
+(:class:`Targeted`): zero sessions means the user, or the session, has no live session (the
+API's 404).
 
 Messages (publish, edit, delete) take a client's path (:mod:`presenced.server.messaging`):
 one store step numbers the event in the room's stream, one publish on the room's channel
@@ -27,6 +31,8 @@ before anything changed.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -54,8 +60,10 @@ __all__ = [
     "DEFAULT_KICK_MESSAGE",
     "MAX_ADMIN_MESSAGE",
     "MAX_USERS",
+    "REPLY_TIMEOUT",
     "SYSTEM_USER",
     "AdminActions",
+    "AdminDone",
     "AdminNotice",
     "AdminRefused",
     "Amended",
@@ -74,6 +82,10 @@ MAX_USERS = 1000
 
 _DISCONNECTED = "disconnected by the server: reconnect with fresh credentials"  # < 123 bytes
 Action = Literal["kick", "remove", "disconnect", "watch", "unwatch"]
+REPLY_TIMEOUT = 2.0
+"""How long, in seconds, an action waits for another owner node to say its part is done.
+An owner that has not answered by then (a node dying, a broker link down) is counted as
+reached: its notice was sent and it acts when it gets it, or its sessions are reaped."""
 
 
 class AdminRefused(ProtocolError):
@@ -128,10 +140,22 @@ class AdminNotice(msgspec.Struct, kw_only=True, omit_defaults=True):
     room: str | None = None
     message: str = ""
     users: list[str] = []
+    reply_to: str | None = None  # the asking node: answer on its channel ...
+    request: int = 0  # ... with this id
+
+
+class AdminDone(msgspec.Struct, kw_only=True):
+    """An owner's answer to an :class:`AdminNotice` (``admin-done <json>`` on the asker's
+    channel): its part of ``request`` is done, on these ``sessions`` (the others had moved
+    or ended)."""
+
+    request: int
+    sessions: list[str]
 
 
 _notice_encoder = msgspec.json.Encoder()
 _notice_decoder = msgspec.json.Decoder(AdminNotice)
+_done_decoder = msgspec.json.Decoder(AdminDone)
 
 
 class AdminActions:
@@ -142,6 +166,8 @@ class AdminActions:
         self.lifecycle = node.lifecycle
         self.backplane = node.backplane
         self.node_id = node.node_id
+        self._requests = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[list[str]]] = {}
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -307,37 +333,80 @@ class AdminActions:
         message: str = "",
         users: list[UserId] | None = None,
     ) -> Targeted:
-        """Tell every other owner node its part, then do this node's."""
+        """Tell every other owner node its part, do this node's, then wait for the others
+        to say theirs is done (up to :data:`REPLY_TIMEOUT`)."""
         remote: dict[str, list[str]] = {}
         for target in targets:
             if target.node != self.node_id:
                 remote.setdefault(target.node, []).append(target.id)
-        for owner, ids in sorted(remote.items()):
-            notice = AdminNotice(
-                action=action, sessions=ids, room=room, message=message, users=list(users or ())
-            )
-            channel = node_channel(owner)
-            await self.backplane.broker.publish(channel, b"admin " + _notice_encoder.encode(notice))
-        mine = [t.id for t in targets if t.node == self.node_id]
-        done = await self._apply(action, mine, room, message, users or [])
-        return Targeted.of([*done, *(SessionId(i) for ids in remote.values() for i in ids)])
+        loop = asyncio.get_running_loop()
+        answers: dict[str, asyncio.Future[list[str]]] = {}
+        try:
+            for owner, ids in sorted(remote.items()):
+                request = next(self._requests)
+                answers[owner] = self._waiting[request] = loop.create_future()
+                notice = AdminNotice(
+                    action=action,
+                    sessions=ids,
+                    room=room,
+                    message=message,
+                    users=list(users or ()),
+                    reply_to=self.node_id,
+                    request=request,
+                )
+                data = b"admin " + _notice_encoder.encode(notice)
+                await self.backplane.broker.publish(node_channel(owner), data)
+            mine = [t.id for t in targets if t.node == self.node_id]
+            done: list[SessionId] = await self._apply(action, mine, room, message, users or [])
+            if answers:
+                await asyncio.wait(answers.values(), timeout=REPLY_TIMEOUT)
+            for owner, answer in answers.items():
+                if answer.done():
+                    done.extend(SessionId(i) for i in answer.result())
+                else:  # no answer yet: it acts when the notice reaches it
+                    log.warning("admin %s: node %s has not answered in time", action, owner)
+                    done.extend(SessionId(i) for i in remote[owner])
+        finally:
+            for answer in answers.values():
+                answer.cancel()
+            for request in [r for r, f in self._waiting.items() if f.cancelled()]:
+                del self._waiting[request]
+        return Targeted.of(done)
 
     def on_notice(self, data: bytes) -> None:
-        """Another node's ``admin`` notice (the JSON after the verb): do it to our sessions."""
+        """Another node's ``admin`` notice (the JSON after the verb): do it to our sessions,
+        then tell the asker which were done."""
         try:
             notice = _notice_decoder.decode(data)
         except msgspec.MsgspecError as exc:
             log.warning("ignoring a malformed admin notice: %s", exc)
             return
-        self.node.spawn(
-            self._apply(
-                notice.action,
-                [SessionId(s) for s in notice.sessions],
-                None if notice.room is None else RoomId(notice.room),
-                notice.message,
-                [UserId(u) for u in notice.users],
-            )
+        self.node.spawn(self._apply_and_answer(notice))
+
+    async def _apply_and_answer(self, notice: AdminNotice) -> None:
+        done = await self._apply(
+            notice.action,
+            [SessionId(s) for s in notice.sessions],
+            None if notice.room is None else RoomId(notice.room),
+            notice.message,
+            [UserId(u) for u in notice.users],
         )
+        if notice.reply_to is None:
+            return
+        answer = AdminDone(request=notice.request, sessions=list(done))
+        data = b"admin-done " + _notice_encoder.encode(answer)
+        await self.backplane.broker.publish(node_channel(notice.reply_to), data)
+
+    def on_done(self, data: bytes) -> None:
+        """An owner's ``admin-done`` answer (the JSON after the verb) to one of our notices."""
+        try:
+            answer = _done_decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            log.warning("ignoring a malformed admin answer: %s", exc)
+            return
+        waiting = self._waiting.pop(answer.request, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(answer.sessions)
 
     async def _apply(
         self,

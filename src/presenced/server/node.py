@@ -175,6 +175,8 @@ class Node:
                 self.lifecycle.room_deleted(RoomId(event.room), arg)
         elif verb == b"admin":  # the backend acted, through another node, on our sessions
             self.admin.on_notice(arg)
+        elif verb == b"admin-done":  # an owner did its part of an action we sent it
+            self.admin.on_done(arg)
         elif verb == b"ping":  # our own, sent to measure the broker's round trip
             try:
                 sent = float(arg)
