@@ -7,7 +7,9 @@ import base64
 import os
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
+from presenced.protocol.codec import decode_client
 from presenced.protocol.messages import Error, HeartbeatAck, RoomJoined, Welcome
 from presenced.server.serve import RunningServer
 from tests.conftest import Connect, ServerFactory
@@ -141,6 +143,67 @@ async def test_a_sustained_flood_is_cut_and_bystanders_are_served(
     await bystander.close()
 
 
+async def test_frames_over_the_rate_are_refused_before_they_are_decoded(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused frame costs a token check and a scan for its ``ref``, not a decode: here
+    each is a 2 KB frame nested 1,000 deep, the decoder's slowest input."""
+    from presenced.server import connection
+    from presenced.testing import ProtocolClient
+
+    decoded: list[bytes] = []
+
+    def counting(data: bytes, **kwargs: int) -> object:
+        decoded.append(data)
+        return decode_client(data, **kwargs)
+
+    monkeypatch.setattr(connection, "decode_client", counting)
+    running = await make_server(rate_limit=5, rate_burst=5)
+    client = await ProtocolClient.connect(running.url + "?user=a&device=d")
+    await client.wait_for("welcome")
+    deep = "[" * 1000 + "]" * 1000
+    for _ in range(15):
+        await client.send_raw(deep)
+    for i in range(3):
+        await client.send({"type": "heartbeat", "ref": i})
+    await until(lambda: len(client.of_type("error")) >= 18, "an answer to every frame")
+    answers = [(e.code, e.ref) for e in client.of_type("error") if isinstance(e, Error)]
+    # The first few (the burst, a token or two more) were decoded and refused as too deep;
+    # the rest were refused over the rate and never decoded, the heartbeats with their ref.
+    assert len(decoded) <= 7
+    assert answers[: len(decoded)] == [("BAD_JSON", None)] * len(decoded)
+    assert answers[len(decoded) :] == [("RATE_LIMITED", None)] * (15 - len(decoded)) + [
+        ("RATE_LIMITED", i) for i in range(3)
+    ]
+    await client.close()
+
+
+async def test_a_flooder_paced_just_past_each_new_token_is_cut(make_server: ServerFactory) -> None:
+    """Frames 1 ms apart against 50/s: a token is freed every 20 ms, so a frame gets through
+    now and then. That does not end the run of refusals (only a calm second does): reading
+    is paused, then the connection is cut with 4008, and the bystander is served."""
+    from presenced.testing import ProtocolClient
+
+    running = await make_server(rate_limit=50, rate_burst=5, grace=30)
+    bystander = await ProtocolClient.connect(running.url + "?user=b&device=d")
+    await bystander.wait_for("welcome")
+    flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
+    await flooder.wait_for("welcome")
+    for i in range(3000):  # 3 s at most: cut long before (50 refusals, about 60 ms)
+        try:
+            await flooder.send({"type": "heartbeat", "ref": i})
+        except ConnectionClosed:
+            break
+        await asyncio.sleep(0.001)  # the pacing of the flood, not a wait for its effect
+    await flooder.wait_closed(timeout=5)
+    assert flooder.close_code == 4008
+    assert running.node.stats.read_pauses >= 1
+    limited = [m for m in flooder.received if isinstance(m, Error) and m.code == "RATE_LIMITED"]
+    assert 1 <= len(limited) <= 4 * 5  # answered up to ANSWER_FACTOR x burst, then silence
+    assert isinstance(await bystander.request({"type": "heartbeat"}), HeartbeatAck)
+    await bystander.close()
+
+
 async def _upgraded(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A raw socket past the WebSocket handshake, not authenticated."""
     reader, writer = await asyncio.open_connection(host, port)
@@ -174,6 +237,9 @@ async def test_an_unauthenticated_socket_may_not_buffer_a_huge_frame(
     data = await asyncio.wait_for(reader.read(64), 5)
     assert data[:1] == b"\x88" and int.from_bytes(data[2:4], "big") == 1009  # close, 1009
     writer.close()
+    # Counted under the code it was closed with, not as an abnormal 1006.
+    await until(lambda: running.node.stats.closed.get("1009") == 1, "the cut counted as 1009")
+    assert "1006" not in running.node.stats.closed
     assert isinstance(await bystander.request({"type": "heartbeat"}), HeartbeatAck)
     # Authenticated, the same client may send frames up to max_frame_bytes.
     big = await ProtocolClient.connect(running.url + "?user=c&device=d", max_size=None)

@@ -124,6 +124,9 @@ FAMILIES: dict[str, Family] = {
     "presenced_slow_consumer_closes": Family(
         "counter", "Connections closed because their send buffer stayed full."
     ),
+    "presenced_read_pauses": Family(
+        "counter", "Times reading from a connection was paused: it sent far over rate_limit."
+    ),
     "presenced_rate_limited": Family(
         "counter", "Requests refused for going over a rate (request: rate_limit, message: "
         "message_rate).", "limit",
@@ -219,6 +222,7 @@ def node_values(node: Node) -> Values:
         "presenced_events_published": dict(stats.published_by_type()),
         "presenced_slow_consumer_closes": {"": stats.slow_consumer_closes},
         "presenced_rate_limited": dict(stats.rate_limited),
+        "presenced_read_pauses": {"": stats.read_pauses},
         "presenced_export_delivered": {r.stats.sink: r.stats.delivered for r in export.runners},
         "presenced_export_failures": {r.stats.sink: r.stats.failures for r in export.runners},
         "presenced_export_dead": {r.stats.sink: r.stats.dead for r in export.runners},

@@ -32,6 +32,7 @@ class DeadlineKind(Enum):
     INACTIVITY = "inactivity"  # idle past inactivity_timeout: the session is now CLOSED
     AUTH = "auth"  # a connection did not authenticate in time
     SLOW = "slow"  # a connection's send buffer stayed full for too long
+    READ = "read"  # a flooding connection's reads were paused: resume them
     TYPING = "typing"  # a typing indicator ran out without a renewal
     TYPING_DEFERRED = "typing_deferred"  # a typing start held back by the throttle may go now
     TOKEN = "token"  # a session's token expired and no refresh came
@@ -42,6 +43,7 @@ _KEYED_KINDS = frozenset(
     {
         DeadlineKind.AUTH,
         DeadlineKind.SLOW,
+        DeadlineKind.READ,
         DeadlineKind.TYPING,
         DeadlineKind.TYPING_DEFERRED,
         DeadlineKind.TOKEN,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from presenced.errors import ProtocolError
 from presenced.presence.ratelimit import TokenBucket
 from presenced.presence.session import Session, SessionState
-from presenced.protocol.codec import decode_client, encode
+from presenced.protocol.codec import decode_client, encode, ref_of
 from presenced.protocol.codes import CloseCode, ErrorCode
 from presenced.protocol.messages import (
     Auth,
@@ -35,9 +35,27 @@ __all__ = ["Connection"]
 
 log = logging.getLogger(__name__)
 
+ANSWER_FACTOR = 4
+"""Refusals over the rate that are answered (``RATE_LIMITED``, with the request's ``ref``)
+in one run, in units of ``rate_burst``. Past that the client is not listening: reading from
+its socket is paused until its bucket is full again (``rate_burst / rate_limit`` seconds;
+its data waits in the kernel, then its writes block; at most half ``heartbeat_timeout``, so
+that its pongs are read in time), and what was already read is dropped unanswered."""
 FLOOD_FACTOR = 10
-"""Refusals in a row over the rate, in units of ``rate_burst``, after which a connection is
-closed with 4008 (RATE_LIMITED): a client over the rate by mistake backs off long before."""
+"""Refusals in one run, in units of ``rate_burst``, after which the connection is closed with
+4008 (RATE_LIMITED): a client over the rate by mistake backs off long before."""
+CALM = 1.0
+"""Seconds without a refusal after which the next frame let through ends the run. (A frame
+let through does not end it by itself: a flooder gets one every ``1 / rate_limit`` s.)"""
+
+
+class _Refused:
+    """A request refused over the rate while an earlier one ran: its answer waits its turn."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: str | int | None) -> None:
+        self.ref = ref
 
 
 class Connection:
@@ -46,6 +64,7 @@ class Connection:
     __slots__ = (
         "_backlog",
         "_busy",
+        "_refused_at",
         "_strikes",
         "bound",
         "bucket",
@@ -57,6 +76,7 @@ class Connection:
         "message_bucket",
         "node",
         "paused",
+        "reading_paused",
         "request",
         "session",
         "transport",
@@ -69,7 +89,8 @@ class Connection:
         self.transport: Transport | None = None
         self.session: Session | None = None  # set once authenticated
         self.closing = False
-        self.paused = False
+        self.paused = False  # writes: the client does not read what it is sent
+        self.reading_paused = False  # reads: the client sends far over the rate
         # For the metrics and the logs: the code the socket closed with (1006, abnormal,
         # until a close frame is sent or received), the client's address, and the session
         # it authenticated as (kept until the socket is gone, for the "session closed" line).
@@ -83,8 +104,9 @@ class Connection:
         self.message_bucket = TokenBucket(settings.message_rate, settings.message_burst, now)
         self._busy: asyncio.Task[None] | None = None
         # Requests waiting for the one running (None: one refused, answered in its turn).
-        self._backlog: deque[bytes | None] | None = None
-        self._strikes = 0  # frames refused over the rate since one was last let through
+        self._backlog: deque[bytes | _Refused] | None = None
+        self._strikes = 0  # frames refused over the rate in this run (see CALM)
+        self._refused_at = 0.0  # when the last was
 
     def __repr__(self) -> str:
         who = f"{self.session.user}/{self.session.device}" if self.session else "anonymous"
@@ -100,6 +122,9 @@ class Connection:
     def on_text(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.reading_paused:  # read before the pause: dropped, counted
+            self._strike(self.node.clock.monotonic())
+            return
         if self._busy is not None:
             self._queue(data)
             return
@@ -114,18 +139,20 @@ class Connection:
         backlog = self._backlog
         if backlog is None:
             backlog = self._backlog = deque()
+        now = self.node.clock.monotonic()
         if len(backlog) >= 4 * settings.rate_burst:
-            if self._strike():
+            if self._strike(now):
                 self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
             return
-        waiting = len(backlog) - backlog.count(None)
-        now = self.node.clock.monotonic()
+        waiting = sum(type(item) is bytes for item in backlog)
         if waiting < settings.rate_burst and self._take(now):
             backlog.append(data)
-        elif self._strike():
-            backlog.append(None)  # refused in its turn
+        elif self._strike(now):
+            backlog.append(_Refused(ref_of(data)))  # answered in its turn
 
     def on_binary(self, data: bytes) -> None:
+        if self.closing:
+            return
         if self._charge():  # every frame costs a token, refused ones too
             self.send_error(
                 ProtocolError(ErrorCode.BAD_JSON, "binary frames are not supported: send JSON text")
@@ -133,6 +160,8 @@ class Connection:
 
     def on_oversize(self, size: int) -> None:
         limit = self.node.settings.max_frame_bytes
+        if self.closing:
+            return
         if self._charge():
             self.send_error(
                 ProtocolError(
@@ -143,31 +172,57 @@ class Connection:
     # --- the rate ------------------------------------------------------------------------
 
     def _take(self, now: float) -> bool:
-        """One token for a frame; a frame let through ends a run of refusals."""
+        """One token for a frame. The first let through after a calm (``CALM`` s without a
+        refusal) ends the run of refusals."""
         if self.bucket.take(now):
-            self._strikes = 0
+            if self._strikes and now - self._refused_at >= CALM:
+                self._strikes = 0
             return True
         return False
 
-    def _strike(self) -> bool:
-        """A frame refused over the rate. A sustained flood, ``FLOOD_FACTOR`` x
-        ``rate_burst`` refusals in a row, closes the connection with 4008: the flooder
-        cannot keep the loop busy answering it (its session is in grace and may resume).
-        False once it is closing (nothing more to answer). Every refused frame passes here
-        once: it is counted here (``presenced_rate_limited_total{limit="request"}``)."""
+    def _strike(self, now: float) -> bool:
+        """A frame refused over the rate; True when the refusal is to be answered. Counted
+        here (``presenced_rate_limited_total{limit="request"}``), every refused frame once.
+        Past ``ANSWER_FACTOR`` x ``rate_burst`` refusals in the run reading is paused; past
+        ``FLOOD_FACTOR`` x ``rate_burst`` the connection is closed with 4008 (its session is
+        in grace and may resume): a flooder cannot keep the loop busy refusing it."""
         self._strikes += 1
-        self.node.stats.was_rate_limited("request")
-        if self._strikes > FLOOD_FACTOR * self.node.settings.rate_burst and not self.closing:
-            log.info("closing %r: %d requests in a row over the rate", self, self._strikes)
-            self.close(CloseCode.RATE_LIMITED, "flooding: far over the rate; slow down")
-        return not self.closing
+        self._refused_at = now
+        node = self.node
+        node.stats.was_rate_limited("request")
+        burst = node.settings.rate_burst
+        if self._strikes <= ANSWER_FACTOR * burst:
+            return True
+        if self._strikes > FLOOD_FACTOR * burst:
+            if not self.closing:
+                log.info("closing %r: %d requests in a row over the rate", self, self._strikes)
+                self.close(CloseCode.RATE_LIMITED, "flooding: far over the rate; slow down")
+        elif not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+            settings = node.settings
+            # Until the bucket is full again, but short of the pong's deadline: a paused
+            # socket's pong waits unread, and this client is to hear 4008, not 4006.
+            pause = min(burst / settings.rate_limit, settings.heartbeat_timeout / 2)
+            node.reading_paused(self, pause)
+        return False
+
+    def resume_reading(self) -> None:
+        """The pause is over (the node's READ deadline): read from the client again."""
+        if self.reading_paused and self.transport is not None and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     def _charge(self) -> bool:
         """Charge a frame that is answered without decoding; False when it was refused
-        (and answered with RATE_LIMITED) instead."""
-        if self._take(self.node.clock.monotonic()):
+        (and answered with RATE_LIMITED, unless past the answered refusals) instead."""
+        now = self.node.clock.monotonic()
+        if self.reading_paused:
+            self._strike(now)
+            return False
+        if self._take(now):
             return True
-        if self._strike():
+        if self._strike(now):
             self.send_error(self._over_rate())
         return False
 
@@ -182,6 +237,10 @@ class Connection:
     def on_write_resumed(self) -> None:
         self.paused = False
         self.node.write_resumed(self)
+
+    def on_cut(self, code: int) -> None:
+        self.closing = True
+        self.close_code = code
 
     def on_peer_close(self, code: int) -> None:
         if not self.closing:  # the client closed first (else it echoes our code)
@@ -199,18 +258,16 @@ class Connection:
         """Decode and run one request; ``charged``: its token was taken when it was queued."""
         node = self.node
         now = node.clock.monotonic()
+        # The token first: a frame over the rate costs no decode, only its ref is read back
+        # (and not even that once its refusals go unanswered).
+        if not charged and not self._take(now):
+            if self._strike(now):
+                self.send_error(self._over_rate(ref_of(data)))
+            return
         try:
             message = decode_client(data, max_bytes=node.settings.max_frame_bytes)
         except ProtocolError as exc:
-            if not charged and not self._take(now):  # bad frames count against the rate too
-                if self._strike():
-                    self.send_error(self._over_rate(exc.ref))
-                return
             self.send_error(exc)
-            return
-        if not charged and not self._take(now):
-            if self._strike():
-                self.send_error(self._over_rate(message.ref))
             return
         session = self.session
         if type(message) is Heartbeat:
@@ -279,8 +336,8 @@ class Connection:
         self.node.rearm()
         while self._backlog and self._busy is None and not self.closing:
             data = self._backlog.popleft()
-            if data is None:
-                self.send_error(self._over_rate())
+            if isinstance(data, _Refused):
+                self.send_error(self._over_rate(data.ref))
             else:
                 self._process(data, charged=True)
         if not self._backlog:

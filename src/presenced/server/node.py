@@ -100,6 +100,7 @@ class Node:
         self.backplane = backplane
         self.client_address = ClientAddress(settings.trusted_proxies)
         self.address_slots = AddressSlots(settings.max_connections_per_ip)
+        self._read_paused: dict[str, Connection] = {}  # flooders, by connection id
         self.clock = clock
         self.node_id = node_id
         self.verifier = verifier
@@ -285,6 +286,8 @@ class Node:
         """The socket is gone: an ACTIVE session enters grace."""
         self.registry.disarm(DeadlineKind.AUTH, conn.id)
         self.registry.disarm(DeadlineKind.SLOW, conn.id)
+        if self._read_paused.pop(conn.id, None) is not None:
+            self.registry.disarm(DeadlineKind.READ, conn.id)
         self.stats.connection_closed(conn.close_code)
         if conn.ip_slot:
             conn.ip_slot = False
@@ -314,6 +317,14 @@ class Node:
         """Close after a fatal error, with the close code that belongs to it."""
         close = _FATAL_CLOSE.get(code, CloseCode.BAD_REQUEST)
         conn.close(close, code.value.lower().replace("_", " "))
+
+    def reading_paused(self, conn: Connection, seconds: float) -> None:
+        """``conn`` floods: its reads stay paused for ``seconds`` (``Connection._strike``)."""
+        log.info("pausing reads from %r for %.2f s: far over the rate", conn, seconds)
+        self.stats.read_pauses += 1
+        self._read_paused[conn.id] = conn
+        self.registry.arm(DeadlineKind.READ, conn.id, self.clock.monotonic() + seconds)
+        self.rearm()
 
     def write_paused(self, conn: Connection) -> None:
         self.registry.arm(
@@ -440,6 +451,10 @@ class Node:
                 )
                 self.auth_failed(conn, error)
                 conn.send_error(error)
+        elif kind is DeadlineKind.READ:
+            paused = self._read_paused.pop(fired.key or "", None)
+            if paused is not None:
+                paused.resume_reading()
         elif kind is DeadlineKind.SLOW:
             for conn in self.local_connections():
                 if conn.id == fired.key:

@@ -100,6 +100,7 @@ class NodeStats:
         "pubsub_lag",
         "pubsub_lag_last",
         "rate_limited",
+        "read_pauses",
         "slow_consumer_closes",
         "store_calls",
         "unsent",
@@ -121,6 +122,7 @@ class NodeStats:
         self.published: dict[bytes, int] = {}
         self.slow_consumer_closes = 0
         self.rate_limited: dict[str, int] = {}  # "request" (rate_limit), "message"
+        self.read_pauses = 0  # reads paused for a flooder (Connection._strike)
         self.store_calls: dict[str, Histogram] = {}  # latency by store operation
         self.pubsub_lag = Histogram()  # round trip of a ping on the node's own channel
         self.pubsub_lag_last: float | None = None

@@ -47,6 +47,13 @@ class Transport(Protocol):
     def set_buffer_limit(self, high: int) -> None:
         """Above ``high`` queued bytes the handler's ``on_write_paused`` is called."""
 
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (a flooder): its data waits in the kernel, whose
+        buffers fill until the client's writes block. Frames already read are still
+        delivered."""
+
+    def resume_reading(self) -> None: ...
+
     def authenticated(self) -> None:
         """The client proved who it is: lift the small read budget of unauthenticated
         connections (``max_auth_bytes``)."""
@@ -68,6 +75,10 @@ class TransportHandler(Protocol):
 
     def on_oversize(self, size: int) -> None:
         """A frame larger than the configured limit arrived (its payload is not kept)."""
+
+    def on_cut(self, code: int) -> None:
+        """The adapter closed the connection itself with ``code`` (before ``on_closed``):
+        too much data before auth, say."""
 
     def on_write_paused(self) -> None: ...
 

@@ -51,12 +51,13 @@ class _PreAuthGuard(asyncio.BufferedProtocol):
     sixteen times max_frame_bytes for the whole auth timeout. Removed once authenticated,
     so the hot path reads straight into picows."""
 
-    __slots__ = ("_inner", "_left", "_ws")
+    __slots__ = ("_cut", "_inner", "_left", "_ws")
 
-    def __init__(self, inner: Any, ws: WSTransport, limit: int) -> None:
+    def __init__(self, inner: Any, ws: WSTransport, limit: int, cut: Callable[[int], None]) -> None:
         self._inner = inner
         self._ws = ws
         self._left = limit
+        self._cut = cut  # tells the handler the code it closed with
 
     def get_buffer(self, sizehint: int) -> Any:
         return self._inner.get_buffer(sizehint)
@@ -68,6 +69,7 @@ class _PreAuthGuard(asyncio.BufferedProtocol):
             return
         if not self._ws.is_disconnected:
             log.info("closing an unauthenticated connection: over max_auth_bytes before auth")
+            self._cut(WSCloseCode.MESSAGE_TOO_BIG.value)
             self._ws.send_close(WSCloseCode.MESSAGE_TOO_BIG, b"too much data before auth")
             self._ws.disconnect(graceful=True)
 
@@ -89,13 +91,18 @@ class PicowsTransport:
 
     __slots__ = ("_inner", "_ws", "peer", "send_text")
 
-    def __init__(self, ws: WSTransport, max_auth_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        ws: WSTransport,
+        max_auth_bytes: int | None = None,
+        on_cut: Callable[[int], None] = lambda code: None,
+    ) -> None:
         self._ws = ws
         self._inner: Any = None  # picows's own protocol, while the guard stands before it
         if max_auth_bytes is not None:
             socket = ws.underlying_transport
             self._inner = socket.get_protocol()
-            socket.set_protocol(_PreAuthGuard(self._inner, ws, max_auth_bytes))
+            socket.set_protocol(_PreAuthGuard(self._inner, ws, max_auth_bytes, on_cut))
         peername = ws.underlying_transport.get_extra_info("peername")
         self.peer = str(peername[0]) if isinstance(peername, tuple) and peername else ""
         # The fan-out hot path: a C-level partial, so a delivery costs no Python frame here.
@@ -118,6 +125,16 @@ class PicowsTransport:
     def set_buffer_limit(self, high: int) -> None:
         self._ws.underlying_transport.set_write_buffer_limits(high=high)
 
+    def pause_reading(self) -> None:
+        socket = self._ws.underlying_transport
+        if not socket.is_closing():
+            socket.pause_reading()
+
+    def resume_reading(self) -> None:
+        socket = self._ws.underlying_transport
+        if not socket.is_closing():
+            socket.resume_reading()
+
     def authenticated(self) -> None:
         if self._inner is not None:
             self._ws.underlying_transport.set_protocol(self._inner)
@@ -135,7 +152,8 @@ class _Listener(WSListener):
         self.max_auth_bytes = max_auth_bytes
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        self.handler.on_open(PicowsTransport(transport, self.max_auth_bytes))
+        handler = self.handler
+        handler.on_open(PicowsTransport(transport, self.max_auth_bytes, handler.on_cut))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
