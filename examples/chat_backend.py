@@ -161,51 +161,59 @@ async def run(args: argparse.Namespace, serve_args: Sequence[str]) -> int:
     secret = os.environ.get("CHAT_WEBHOOK_SECRET") or secrets.token_urlsafe(32)
     key = os.environ.get("CHAT_API_KEY") or secrets.token_urlsafe(32)
     api_url = f"http://{args.host}:{args.admin_port}"
-    api = ApiClient(api_url, key=key)
-    backend = ChatBackend(api, secret, args.banned.split(","))
-
-    app = web.Application()
-    app.router.add_post(HOOK_PATH, backend.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, args.host, args.hook_port).start()  # up before presenced
-    hook_url = f"http://{args.host}:{args.hook_port}{HOOK_PATH}#events={EVENTS}"
-
-    env = {**os.environ, "PRESENCED_WEBHOOK_SECRET": secret, "PRESENCED_API_KEYS": f"admin:{key}"}
-    command = ["--host", args.host, "--port", str(args.port), "--admin-port", str(args.admin_port)]
-    command += ["--webhooks", hook_url, *serve_args]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "presenced", "serve", *command, env=env
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    hook_url = f"http://{args.host}:{args.hook_port}{HOOK_PATH}"
+    stop = asyncio.Event()  # Ctrl-C or SIGTERM (noticed once presenced is up)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await wait_until_up(proc, [f"http://{args.host}:{args.port}/health", f"{api_url}/health"])
-        backend.log(
-            f"chat backend ready: clients connect to ws://{args.host}:{args.port}/ws, "
-            f"the API is {api_url}, webhooks come to {hook_url.partition('#')[0]}; "
-            f"banned words: {', '.join(sorted(backend.banned))}"
-        )
-        exited = asyncio.ensure_future(proc.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if exited.done():
-            backend.log(f"presenced serve exited with {proc.returncode}")
-            return 1
-        return 0
-    finally:
-        if proc.returncode is None:
-            proc.terminate()  # a clean stop: it delivers what it has queued first (up to 5 s)
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+
+    async with ApiClient(api_url, key=key) as api:
+        backend = ChatBackend(api, secret, args.banned.split(","))
+        app = web.Application()
+        app.router.add_post(HOOK_PATH, backend.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, args.host, args.hook_port).start()  # before presenced
+            env = {**os.environ, "PRESENCED_WEBHOOK_SECRET": secret}
+            env["PRESENCED_API_KEYS"] = f"admin:{key}"
+            command = ["--host", args.host, "--port", str(args.port)]
+            command += ["--admin-port", str(args.admin_port)]
+            command += ["--webhooks", f"{hook_url}#events={EVENTS}", *serve_args]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "presenced", "serve", *command, env=env
+            )
             try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        await api.close()
-        await runner.cleanup()
+                health = [f"http://{args.host}:{args.port}/health", f"{api_url}/health"]
+                await wait_until_up(proc, health)
+                backend.log(
+                    f"chat backend ready: clients connect to ws://{args.host}:{args.port}/ws, "
+                    f"the API is {api_url}, webhooks come to {hook_url}; "
+                    f"banned words: {', '.join(sorted(backend.banned))}"
+                )
+                exited = asyncio.ensure_future(proc.wait())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if exited.done():
+                    backend.log(f"presenced serve exited with {proc.returncode}")
+                    return 1
+                return 0
+            finally:
+                await end(proc)
+        finally:
+            await runner.cleanup()
+
+
+async def end(proc: asyncio.subprocess.Process) -> None:
+    """A clean stop (presenced delivers what it has queued first, up to 5 s), bounded."""
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,8 +4,12 @@ subprocess on free loopback ports and driven by real clients.
 - examples/chat_backend.py: protocol clients join and chat; the backend's welcomes and
   deletions reach them, its API writes are in the room's history, and its webhook endpoint
   refuses a bad signature and acts once on a redelivered batch.
+- examples/chat_page.py: the page in Debian's Chromium (Playwright, as tests/browser): two
+  users see each other and chat; then the page on the chat backend's presenced, where the
+  backend's welcome and deletion reach the pages.
 
-Every wait is for an event, bounded; nothing sleeps.
+Every wait is for an event, bounded; nothing sleeps. The async test comes first: the
+browser tests hold Playwright's event loop in this thread until the module ends.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +41,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET = "example-test-webhook-secret-0123456789"
 KEY = "example-test-api-key-0123456789"
 START = 30.0  # an example's start-up: it starts presenced itself
+TIMEOUT_MS = 10_000  # every wait for the page
 
 
 class Example:
@@ -43,6 +49,8 @@ class Example:
 
     def __init__(self, script: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
+        self._new_line = threading.Condition()
+        self._ended = False
         self.proc = subprocess.Popen(
             [sys.executable, str(EXAMPLES / script), *args],
             stdout=subprocess.PIPE,
@@ -56,7 +64,12 @@ class Example:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+            with self._new_line:
+                self.lines.append(line.rstrip("\n"))
+                self._new_line.notify_all()
+        with self._new_line:
+            self._ended = True  # the end of the output: a waiter fails at once
+            self._new_line.notify_all()
 
     def said(self, text: str) -> bool:
         return any(text in line for line in self.lines)
@@ -65,14 +78,12 @@ class Example:
     def output(self) -> str:
         return "\n".join(self.lines[-60:])
 
-    def wait_said(self, text: str, timeout: float = START) -> None:
-        """Block until a line contains ``text`` (for the sync tests; the reader thread
-        sets no event, so this polls, bounded)."""
-        deadline = time.monotonic() + timeout
-        while not self.said(text):
-            assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.output}"
-            assert time.monotonic() < deadline, f"not within {timeout}s: {text!r}\n{self.output}"
-            time.sleep(0.02)  # poll pacing; the deadline bounds the wait
+    def wait_said(self, text: str, timeout: float = START) -> str:
+        """Block until a line contains ``text`` (the sync tests'); that line."""
+        with self._new_line:
+            found = self._new_line.wait_for(lambda: self.said(text) or self._ended, timeout)
+        assert found and self.said(text), f"{text!r} not within {timeout}s:\n{self.output}"
+        return next(line for line in self.lines if text in line)
 
     def stop(self) -> int:
         """SIGTERM, as Ctrl-C or a service manager would; its exit code."""
@@ -230,4 +241,141 @@ async def test_the_chat_backend_welcomes_logs_and_moderates(
         "refused a delivery: bad or old signature",
     ):
         assert backend.said(line), (line, backend.output)
+    assert backend.stop() == 0, backend.output
+
+
+# --- the chat page, in Chromium ---------------------------------------------------------
+
+
+def _chromium() -> str:
+    path = os.environ.get("PRESENCED_CHROMIUM") or shutil.which("chromium")
+    assert path, (
+        "Chromium is needed for tests/examples: apt-get install chromium chromium-driver "
+        "(Debian), or set PRESENCED_CHROMIUM to a Chromium binary"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium for this module's browser tests (never a downloaded one)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        launched = playwright.chromium.launch(
+            executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Callable[[str], Any]]:
+    """A page in a browser context of its own (a separate user); page errors fail the test."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def opener(url: str) -> Any:
+        context = browser.new_context()
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url)
+        return page
+
+    yield opener
+    for context in contexts:
+        context.close()
+    assert errors == [], errors
+
+
+def page_url(example: Example) -> str:
+    """The URL the example says to open."""
+    line = example.wait_said("chat page ready: open ")
+    return line.split("open ", 1)[1].split()[0]
+
+
+def sign_in(page: Any, user: str) -> None:
+    from playwright.sync_api import expect
+
+    page.fill("#login input[name=user]", user)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#chat")).to_be_visible()
+
+
+def say(page: Any, body: str) -> None:
+    page.fill("#compose input[name=body]", body)
+    page.press("#compose input[name=body]", "Enter")
+
+
+def line(page: Any, text: str) -> Any:
+    return page.locator("#messages li", has_text=text)
+
+
+def test_the_chat_page_two_users_see_each_other_and_chat(
+    run_example: Callable[..., Example], open_page: Callable[[str], Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    ws_port = free_port()
+    example = run_example(
+        "chat_page.py", f"--port={free_port()}", f"--presenced-port={ws_port}", "--admin-port=off"
+    )
+    url = page_url(example)
+    assert f"presenced=ws://127.0.0.1:{ws_port}/ws" in url
+    alice, bob = open_page(url), open_page(url)
+    sign_in(alice, "alice")
+    sign_in(bob, "bob")
+    for page, other in ((alice, "bob"), (bob, "alice")):
+        expect(page.locator(f"#members li[data-user={other}]")).to_have_text(f"{other} (online)")
+        expect(page.locator("#members li")).to_have_count(2)
+
+    say(alice, "hello bob")
+    expect(line(bob, "alice: hello bob")).to_be_visible()
+    say(bob, "hi alice")
+    expect(line(alice, "bob: hi alice")).to_be_visible()
+    expect(alice.locator("#messages li")).to_have_text(["alice: hello bob", "bob: hi alice"])
+    expect(bob.locator("#messages li")).to_have_text(["alice: hello bob", "bob: hi alice"])
+
+    # a third page joins late: it sees both members and the history
+    carol = open_page(url)
+    sign_in(carol, "carol")
+    expect(carol.locator("#messages li")).to_have_text(["alice: hello bob", "bob: hi alice"])
+    expect(alice.locator("#members li[data-user=carol]")).to_be_visible()
+    expect(carol.locator("#members li")).to_have_count(3)
+    assert example.stop() == 0, example.output
+
+
+def test_the_chat_page_on_the_chat_backend(
+    run_example: Callable[..., Example], open_page: Callable[[str], Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    ports = backend_ports()
+    backend = start_backend(run_example, ports)
+    backend.wait_said("chat backend ready")
+    example = run_example(
+        "chat_page.py", f"--port={free_port()}", f"--presenced=ws://127.0.0.1:{ports['port']}/ws"
+    )
+    url = page_url(example)
+    alice, bob = open_page(url), open_page(url)
+    sign_in(alice, "alice")
+    expect(line(alice, "system: welcome to lobby, alice!")).to_be_visible()
+    sign_in(bob, "bob")
+    expect(line(alice, "system: welcome to lobby, bob!")).to_be_visible()
+    expect(line(bob, "system: welcome to lobby, bob!")).to_be_visible()
+
+    say(bob, "hello")
+    say(bob, "buy my spam")
+    expect(line(alice, "system: a message by bob was removed")).to_be_visible()
+    for page in (alice, bob):
+        expect(line(page, "spam")).to_have_count(0)
+        expect(line(page, "bob: hello")).to_be_visible()
+    assert example.stop() == 0, example.output
     assert backend.stop() == 0, backend.output
