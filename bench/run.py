@@ -203,6 +203,8 @@ PRESENCE = [
     Metric("pres_p50_ms", "Time until all others saw it, p50 (ms)", "{:.2f}"),
     Metric("pres_p99_ms", "Time until all others saw it, p99 (ms)", "{:.2f}"),
     Metric("pres_max_ms", "Time until all others saw it, max (ms)", "{:.2f}"),
+    Metric("pres_alone_p99_ms", "p99 of a change alone (the leaves, after 0.1 s quiet)", "{:.2f}"),
+    Metric("pres_after_p99_ms", "p99 of a change right after another (the joins)", "{:.2f}"),
     Metric("pres_events", "Events timed", "{:.0f}"),
     Metric("pres_missed", "Events not seen by all within 10 s", "{:.0f}"),
 ]

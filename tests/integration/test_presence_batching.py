@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from presenced.protocol.messages import MemberJoined, MemberLeft
-from presenced.server.batching import MembershipBatcher
+from presenced.server.batching import IMMEDIATE, MembershipBatcher
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 
@@ -51,12 +51,13 @@ async def test_messages_are_never_overtaken_by_held_membership_events(
     watcher = await ProtocolClient.connect(running.url + "?user=watcher&device=w")
     await watcher.wait_for("welcome")
     await watcher.request({"type": "room.join", "room": "r"})
-    a = await ProtocolClient.connect(running.url + "?user=a&device=d")
-    b = await ProtocolClient.connect(running.url + "?user=b&device=d")
-    await a.wait_for("welcome")
-    await b.wait_for("welcome")
-    await a.request({"type": "room.join", "room": "r"})  # goes out at once
-    await b.request({"type": "room.join", "room": "r"})  # held (within the window)
+    joiners = [await ProtocolClient.connect(f"{running.url}?user=u{i}&device=d") for i in range(6)]
+    for joiner in joiners:
+        await joiner.wait_for("welcome")
+        await joiner.request({"type": "room.join", "room": "r"})
+    # The first few went out at once (IMMEDIATE, 3); the
+    # others are held for a 5 s window: only the message flushes them.
+    a = joiners[0]
     await a.request({"type": "message.send", "room": "r", "body": "hello"})
     message = await watcher.wait_for("message", timeout=2)
     order = [type(m).__name__ for m in watcher.received]
@@ -64,7 +65,9 @@ async def test_messages_are_never_overtaken_by_held_membership_events(
         i for i, m in enumerate(watcher.received) if isinstance(m, MemberJoined)
     ), order
     assert message.body == "hello"  # type: ignore[union-attr]
-    for client in (watcher, a, b):
+    assert watcher.batches == 1
+    assert len([m for m in watcher.received if isinstance(m, MemberJoined)]) == 6
+    for client in (watcher, *joiners):
         await client.close()
 
 
@@ -114,7 +117,8 @@ async def test_the_batch_window_grows_with_the_room() -> None:
     assert batcher.window_for(10**6) == 0.02 * batcher.max_scale
     event = b'{"type":"member.joined","room":"R","version":1,"user":"u"}'
     for room, members in (("small", 5), ("big", 50)):
-        assert not batcher.hold(room, event, members)  # the first event goes out at once
+        for _ in range(IMMEDIATE):  # a quiet room's first few go out at once
+            assert not batcher.hold(room, event, members)
         assert batcher.hold(room, event, members)  # the next ones wait for the window
         assert batcher.hold(room, event, members)
     start = loop.time()
@@ -127,3 +131,23 @@ async def test_the_batch_window_grows_with_the_room() -> None:
     assert held["small"] < 0.09  # 20 ms window (plus loop lag)
     assert held["big"] >= 0.09  # 100 ms window
     batcher.close()
+
+
+async def test_a_leave_right_after_a_join_is_not_held_for_the_window(
+    make_server: ServerFactory,
+) -> None:
+    """An isolated change goes out at once even when another came just before it: a join and
+    the leave that follows it, with a 5 s window, both reach the room long before it ends."""
+    running = await make_server(presence_batch_window=5.0)
+    watcher = await ProtocolClient.connect(running.url + "?user=watcher&device=w")
+    await watcher.wait_for("welcome")
+    await watcher.request({"type": "room.join", "room": "r"})
+    visitor = await ProtocolClient.connect(running.url + "?user=v&device=d")
+    await visitor.wait_for("welcome")
+    await visitor.request({"type": "room.join", "room": "r"})
+    await visitor.request({"type": "room.leave", "room": "r"})
+    left = await watcher.wait_for("member.left", timeout=2)  # not the 5 s window
+    assert isinstance(left, MemberLeft) and left.user == "v"
+    assert watcher.batches == 0
+    for client in (watcher, visitor):
+        await client.close()

@@ -323,9 +323,9 @@ class Settings:
         default=0.025,
         metadata=_spec(
             "duration",
-            "membership events of a room arriving within this window of the last one sent are "
-            "delivered together in one room.batch frame (the window grows with rooms over 500 "
-            "members on a node, in proportion, at most 40x)",
+            "a room sends at most one membership frame per window (three back to back after a "
+            "quiet spell); events beyond are delivered together in one room.batch frame (the "
+            "window grows with rooms over 500 members on a node, in proportion, at most 40x)",
             off=True,
             **_DURATION_GT0,
         ),
