@@ -204,6 +204,30 @@ async def test_a_flooder_paced_just_past_each_new_token_is_cut(make_server: Serv
     await bystander.close()
 
 
+async def test_a_read_pause_is_no_calm_a_flood_across_pauses_is_cut(
+    make_server: ServerFactory,
+) -> None:
+    """At 30 frames/s against 5/s, each 1 s read pause ends with a backlog that again runs
+    over the answered refusals. The pause does not end the run of refusals (the client did
+    not stop, the server stopped reading): the runs add up and the flooder is cut."""
+    from presenced.testing import ProtocolClient
+
+    running = await make_server(
+        rate_limit=5, rate_burst=5, grace=30, heartbeat_interval=10, heartbeat_timeout=5
+    )
+    flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
+    await flooder.wait_for("welcome")
+    for i in range(300):  # 10 s at most; cut after about three pauses
+        try:
+            await flooder.send({"type": "heartbeat", "ref": i})
+        except ConnectionClosed:
+            break
+        await asyncio.sleep(1 / 30)  # the pacing of the flood, not a wait for its effect
+    await flooder.wait_closed(timeout=5)
+    assert flooder.close_code == 4008
+    assert running.node.stats.read_pauses >= 2
+
+
 async def _upgraded(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A raw socket past the WebSocket handshake, not authenticated."""
     reader, writer = await asyncio.open_connection(host, port)

@@ -211,6 +211,8 @@ class Connection:
         """The pause is over (the node's READ deadline): read from the client again."""
         if self.reading_paused and self.transport is not None and not self.closing:
             self.reading_paused = False
+            # The pause was no calm: the run of refusals goes on from here.
+            self._refused_at = self.node.clock.monotonic()
             self.transport.resume_reading()
 
     def _charge(self) -> bool:
