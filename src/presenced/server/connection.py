@@ -188,6 +188,8 @@ class Connection:
         in grace and may resume): a flooder cannot keep the loop busy refusing it."""
         self._strikes += 1
         self._refused_at = now
+        if self._strikes == 1 and self.transport is not None:
+            self.transport.throttle_reads()  # for good: this client sent too fast once
         node = self.node
         node.stats.was_rate_limited("request")
         burst = node.settings.rate_burst

@@ -54,6 +54,10 @@ class Transport(Protocol):
 
     def resume_reading(self) -> None: ...
 
+    def throttle_reads(self) -> None:
+        """From now on read at most a few KiB per turn of the loop (a client refused over the
+        rate): a flooder's backlog is never handed over as one huge read."""
+
     def authenticated(self) -> None:
         """The client proved who it is: lift the small read budget of unauthenticated
         connections (``max_auth_bytes``)."""

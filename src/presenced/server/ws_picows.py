@@ -86,10 +86,46 @@ class _PreAuthGuard(asyncio.BufferedProtocol):
         self._inner.resume_writing()
 
 
+MAX_READ_THROTTLED = 16384
+"""Bytes read from a throttled socket (a client once refused over the rate) per turn of the
+loop. picows hands every frame of a read to presenced in one callback and grows its buffer
+to what the socket holds, so one read of a flooder's could otherwise be megabytes of
+frames, handled while every other client waits."""
+
+
+class _ReadCap(asyncio.BufferedProtocol):
+    """Stands between the socket and picows for a throttled client: at most ``cap`` bytes per
+    read; the rest waits in the kernel for the next turn of the loop."""
+
+    __slots__ = ("_cap", "_inner")
+
+    def __init__(self, inner: Any, cap: int) -> None:
+        self._inner = inner
+        self._cap = cap
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._inner.get_buffer(sizehint)[: self._cap]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._inner.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return cast("bool | None", self._inner.eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 class PicowsTransport:
     """:class:`presenced.server.transport.Transport` over a picows WSTransport."""
 
-    __slots__ = ("_inner", "_ws", "peer", "send_text")
+    __slots__ = ("_capped", "_inner", "_ws", "peer", "send_text")
 
     def __init__(
         self,
@@ -99,6 +135,7 @@ class PicowsTransport:
     ) -> None:
         self._ws = ws
         self._inner: Any = None  # picows's own protocol, while the guard stands before it
+        self._capped = False  # reads bounded to MAX_READ_THROTTLED (throttle_reads)
         if max_auth_bytes is not None:
             socket = ws.underlying_transport
             self._inner = socket.get_protocol()
@@ -135,10 +172,20 @@ class PicowsTransport:
         if not socket.is_closing():
             socket.resume_reading()
 
+    def throttle_reads(self) -> None:
+        if self._capped:
+            return
+        self._capped = True
+        socket = self._ws.underlying_transport
+        socket.set_protocol(_ReadCap(socket.get_protocol(), MAX_READ_THROTTLED))
+
     def authenticated(self) -> None:
         if self._inner is not None:
-            self._ws.underlying_transport.set_protocol(self._inner)
+            inner = self._inner
             self._inner = None
+            if self._capped:  # throttled before it authenticated: stays so
+                inner = _ReadCap(inner, MAX_READ_THROTTLED)
+            self._ws.underlying_transport.set_protocol(inner)
 
 
 class _Listener(WSListener):
