@@ -1,7 +1,7 @@
 """What a bystander sees while hostile clients flood the node (issue 10).
 
 ``python -m bench.flood OUT.json [--rounds 3] [--seconds 10] [--bystanders 50]
-[--interval 0.5] [--floods unpaced-1,deep,...] [--quick] [--py-spy]``
+[--interval 0.5] [--floods unpaced-1,deep,...] [--quick] [--py-spy] [--server-args '...']``
 
 Question: can one client (or a few) take more than its share of the event loop? The target
 of the issue: under each flood, the other clients' heartbeat p99 stays within a few ms of
@@ -139,6 +139,7 @@ class Plan:
     round_wait: float = 120.0  # ... and this long before each round (a fresh server)
     settle_cap: float = 30.0  # at most this long for the flooders' sessions to go
     py_spy: bool = False
+    server_args: tuple[str, ...] = ()  # extra `presenced serve` options (hardening, say)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -514,7 +515,8 @@ async def run(out: Path, plan: Plan, log_dir: Path | None = None) -> dict[str, A
                 if plan.round_wait > 0:
                     waited = await wait_quiet((0, 1), plan.round_wait)
                     ctx.log(f"  (round {r}: waited {waited:.0f} s for quiet cores)")
-                async with ctx.server("presenced", live, f"flood-{r}", len(users)) as proc:
+                extra = tuple(plan.server_args)
+                async with ctx.server("presenced", live, f"flood-{r}", len(users), extra) as proc:
                     await ctx.connect(proc, "presenced", users)
                     await ctx.join([(i, ROOM) for i in range(len(users))])
                     await wait_cpu_quiet(proc.pid, 10.0)
@@ -658,6 +660,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--round-wait", type=float, help="s (at most) for quiet cores per round")
     parser.add_argument("--log-dir", type=Path, help="server and flooder logs (default: a tmp dir)")
     parser.add_argument("--py-spy", action="store_true", help="profile the server in flood steps")
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help="extra `presenced serve` options, one string (e.g. '--max-connect-rate-per-ip 5')",
+    )
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan()
     given = {
@@ -668,7 +675,12 @@ def main(argv: list[str] | None = None) -> None:
         "quiet_wait": args.quiet_wait,
         "round_wait": args.round_wait,
     }
-    plan = replace(plan, **{k: v for k, v in given.items() if v is not None}, py_spy=args.py_spy)
+    plan = replace(
+        plan,
+        **{k: v for k, v in given.items() if v is not None},
+        py_spy=args.py_spy,
+        server_args=tuple(args.server_args.split()),
+    )
     if args.floods:
         known = {f.name: f for f in plan.floods}
         unknown = [n for n in args.floods.split(",") if n not in known]

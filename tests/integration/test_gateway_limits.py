@@ -180,6 +180,41 @@ async def test_the_addresss_next_socket_is_refused_before_auth(make_server: Serv
     await until(lambda: len(server.node.address_slots) == 0, "every slot given back")
 
 
+async def test_an_address_connecting_too_often_is_refused_and_others_are_not(
+    make_server: ServerFactory,
+) -> None:
+    """``max_connect_rate_per_ip`` 0.3/s: bursts of 3 (ten seconds' worth). The fourth
+    socket in a row from 127.0.0.1 is refused before auth with 4012, closed or not the
+    earlier ones were; another address has a bucket of its own."""
+    server = await make_server(max_connect_rate_per_ip=0.3)
+    first, _ = await welcomed(user_url(server, "alice", "d1"))
+    await first.close()  # a socket that went still counted as a connect
+    kept = [(await welcomed(user_url(server, "alice", f"d{i}")))[0] for i in (2, 3)]
+    error = await refused(user_url(server, "alice", "d4"))
+    assert "max_connect_rate_per_ip = 0.3/s" in error.message
+    bystander, _ = await welcomed(user_url(server, "bob", "b1"), local_addr=("127.0.0.2", 0))
+    for client in (*kept, bystander):
+        await served(client)  # the sockets already open are served on
+    assert server.node.stats.connections_refused == {"ip_rate": 1}
+    assert server.node.connect_rate is not None and len(server.node.connect_rate) == 2
+    for client in (*kept, bystander):
+        await client.close()
+
+
+def test_a_full_connect_bucket_is_forgotten() -> None:
+    """The map of addresses is pruned of those whose bucket refilled: it does not grow with
+    every address ever seen."""
+    from presenced.server.limits import ConnectRate
+
+    rate = ConnectRate(1.0)
+    for i in range(1024):
+        assert rate.allow(f"10.0.{i // 256}.{i % 256}", now=0.0)
+    assert len(rate) == 1024
+    assert rate.allow("192.0.2.1", now=100.0)  # the others refilled long ago: pruned
+    assert len(rate) == 1
+    assert [rate.allow("192.0.2.1", now=100.0) for _ in range(10)] == [True] * 9 + [False]
+
+
 async def test_forwarded_for_counts_only_from_a_trusted_proxy(make_server: ServerFactory) -> None:
     """Behind a trusted proxy each forwarded client has its own slots; from anyone else the
     header is ignored and cannot be used to dodge the limit."""

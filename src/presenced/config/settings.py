@@ -300,6 +300,17 @@ class Settings:
             note="(0 = unlimited)",
         ),
     )
+    max_connect_rate_per_ip: float = field(
+        default=0.0,
+        metadata=_spec(
+            "float",
+            "new WebSockets one client address may open per second on a node, in bursts of "
+            "up to ten seconds' worth (the address as for max_connections_per_ip); one over "
+            "it is closed with 4012 at once, before anything is read from it",
+            lo=0,
+            note="(0 = unlimited)",
+        ),
+    )
     rate_limit: float = field(
         default=50.0,
         metadata=_spec("float", "messages per second per connection", lo=0, lo_open=True),

@@ -105,7 +105,8 @@ FAMILIES: dict[str, Family] = {
     ),
     "presenced_connections_refused": Family(
         "counter", "Connections refused over a connection limit (close 4012), by limit "
-        "(ip: max_connections_per_ip, user: max_connections_per_user).", "limit",
+        "(ip: max_connections_per_ip, ip_rate: max_connect_rate_per_ip, user: "
+        "max_connections_per_user).", "limit",
     ),
     "presenced_auth_failures": Family(
         "counter", "Refused authentications, by reason (expired, signature, timeout...).",

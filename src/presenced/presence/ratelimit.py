@@ -26,3 +26,7 @@ class TokenBucket:
             self._tokens -= cost
             return True
         return False
+
+    def full(self, now: float) -> bool:
+        """Refilled to ``burst`` by ``now``: as good as a new bucket (safe to drop)."""
+        return self._tokens + (now - self._at) * self.rate >= self.burst

@@ -98,6 +98,16 @@ def too_many_from_address(limit: int) -> ProtocolError:
     )
 
 
+def too_often_from_address(rate: float) -> ProtocolError:
+    """The refusal of a socket over ``max_connect_rate_per_ip`` (fatal: close 4012)."""
+    return ProtocolError(
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        f"too many new connections from this address (max_connect_rate_per_ip = {rate:g}/s): "
+        "retry with backoff",
+        fatal=True,
+    )
+
+
 def identify(msg: Auth, verifier: TokenVerifier | None, insecure: bool, wall: float) -> Identity:
     """Who the client is, or the error that says why it cannot be told. The user id
     :data:`SYSTEM_USER` is the backend's own (its system messages): no client may be it."""

@@ -30,7 +30,7 @@ from presenced.protocol.codec import decode_server
 from presenced.protocol.codes import CloseCode, ErrorCode, LeaveReason
 from presenced.protocol.messages import Auth, ClientMessage, RoomDeleted
 from presenced.server.admin import AdminActions
-from presenced.server.auth_flow import connect_auth, too_many_from_address
+from presenced.server.auth_flow import connect_auth, too_many_from_address, too_often_from_address
 from presenced.server.client_ip import ClientAddress
 from presenced.server.cluster import LeaseKeeper
 from presenced.server.connection import Connection
@@ -39,7 +39,7 @@ from presenced.server.fanout import LocalFanout, node_channel
 from presenced.server.handlers import dispatch
 from presenced.server.instrument import instrument
 from presenced.server.lifecycle import Lifecycle
-from presenced.server.limits import AddressSlots
+from presenced.server.limits import AddressSlots, ConnectRate
 from presenced.server.ordering import Emit, RoomOrder
 from presenced.server.stats import NodeStats
 from presenced.server.transport import ConnectRequest
@@ -100,6 +100,8 @@ class Node:
         self.backplane = backplane
         self.client_address = ClientAddress(settings.trusted_proxies)
         self.address_slots = AddressSlots(settings.max_connections_per_ip)
+        rate = settings.max_connect_rate_per_ip
+        self.connect_rate = ConnectRate(rate) if rate > 0 else None
         self._read_paused: dict[str, Connection] = {}  # flooders, by connection id
         self.clock = clock
         self.node_id = node_id
@@ -260,6 +262,17 @@ class Node:
         self.stats.connections_opened += 1
         peer = conn.transport.peer if conn.transport is not None else request.peer
         conn.client_ip = self.client_address.of(peer or request.peer, request.headers)
+        rate = self.connect_rate
+        if (
+            rate is not None
+            and conn.client_ip
+            and not rate.allow(conn.client_ip, self.clock.monotonic())
+        ):
+            # As for the slots below: refused before anything is read, no auth clock.
+            self.stats.connection_refused("ip_rate")
+            log.info("connection refused", extra=fields(limit="ip_rate", ip=conn.client_ip))
+            conn.send_error(too_often_from_address(rate.rate))
+            return
         slots = self.address_slots
         if slots.limit and conn.client_ip:
             if not slots.take(conn.client_ip):
