@@ -64,6 +64,7 @@ class Connection:
     __slots__ = (
         "_backlog",
         "_busy",
+        "_queued",
         "_refused_at",
         "_strikes",
         "bound",
@@ -105,6 +106,7 @@ class Connection:
         self._busy: asyncio.Task[None] | None = None
         # Requests waiting for the one running (None: one refused, answered in its turn).
         self._backlog: deque[bytes | _Refused] | None = None
+        self._queued = 0  # requests in the backlog (the rest are refusals waiting their turn)
         self._strikes = 0  # frames refused over the rate in this run (see CALM)
         self._refused_at = 0.0  # when the last was
 
@@ -144,9 +146,9 @@ class Connection:
             if self._strike(now):
                 self.send_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many requests queued"))
             return
-        waiting = sum(type(item) is bytes for item in backlog)
-        if waiting < settings.rate_burst and self._take(now):
+        if self._queued < settings.rate_burst and self._take(now):
             backlog.append(data)
+            self._queued += 1
         elif self._strike(now):
             backlog.append(_Refused(ref_of(data)))  # answered in its turn
 
@@ -254,6 +256,7 @@ class Connection:
         self.closing = True
         self.transport = None
         self._backlog = None
+        self._queued = 0
         self.node.connection_closed(self)
 
     # --- requests ----------------------------------------------------------------------------
@@ -343,6 +346,7 @@ class Connection:
             if isinstance(data, _Refused):
                 self.send_error(self._over_rate(data.ref))
             else:
+                self._queued -= 1
                 self._process(data, charged=True)
         if not self._backlog:
             self._backlog = None
