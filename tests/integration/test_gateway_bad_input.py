@@ -262,6 +262,32 @@ async def test_a_client_over_the_rate_is_read_a_few_kib_at_a_time(
     await flooder.close()
 
 
+async def test_a_flood_of_large_frames_is_cut_after_three_read_pauses(
+    make_server: ServerFactory,
+) -> None:
+    """8 KB frames at 10/s against 5/s: read 16 KiB at a time, each read pause ends with a
+    refusal or two, far from the 10 x burst that cuts a fast flood. Three pauses in the run
+    are enough: the next refusal cuts it with 4008."""
+    from presenced.testing import ProtocolClient
+
+    running = await make_server(
+        rate_limit=5, rate_burst=5, grace=30, heartbeat_interval=10, heartbeat_timeout=5
+    )
+    flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
+    await flooder.wait_for("welcome")
+    frame = '{"type":"heartbeat","pad":"' + "x" * 8000 + '"}'
+    for _ in range(100):  # 10 s at most; cut after three 1 s pauses
+        try:
+            await flooder.send_raw(frame)
+        except ConnectionClosed:
+            break
+        await asyncio.sleep(0.1)  # the pacing of the flood, not a wait for its effect
+    await flooder.wait_closed(timeout=5)
+    assert flooder.close_code == 4008
+    assert running.node.stats.read_pauses == 3
+    assert running.node.stats.rate_limited["request"] < 10 * 5  # not cut by the count
+
+
 async def _upgraded(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A raw socket past the WebSocket handshake, not authenticated."""
     reader, writer = await asyncio.open_connection(host, port)

@@ -44,6 +44,9 @@ that its pongs are read in time), and what was already read is dropped unanswere
 FLOOD_FACTOR = 10
 """Refusals in one run, in units of ``rate_burst``, after which the connection is closed with
 4008 (RATE_LIMITED): a client over the rate by mistake backs off long before."""
+FLOOD_PAUSES = 3
+"""Read pauses in one run after which the connection is closed with 4008 too: a client whose
+frames are large reaches few refusals per pause, but it did not stop either."""
 CALM = 1.0
 """Seconds without a refusal after which the next frame let through ends the run. (A frame
 let through does not end it by itself: a flooder gets one every ``1 / rate_limit`` s.)"""
@@ -64,6 +67,7 @@ class Connection:
     __slots__ = (
         "_backlog",
         "_busy",
+        "_pauses",
         "_queued",
         "_refused_at",
         "_strikes",
@@ -108,6 +112,7 @@ class Connection:
         self._backlog: deque[bytes | _Refused] | None = None
         self._queued = 0  # requests in the backlog (the rest are refusals waiting their turn)
         self._strikes = 0  # frames refused over the rate in this run (see CALM)
+        self._pauses = 0  # reads paused in this run
         self._refused_at = 0.0  # when the last was
 
     def __repr__(self) -> str:
@@ -178,7 +183,7 @@ class Connection:
         refusal) ends the run of refusals."""
         if self.bucket.take(now):
             if self._strikes and now - self._refused_at >= CALM:
-                self._strikes = 0
+                self._strikes = self._pauses = 0
             return True
         return False
 
@@ -186,8 +191,9 @@ class Connection:
         """A frame refused over the rate; True when the refusal is to be answered. Counted
         here (``presenced_rate_limited_total{limit="request"}``), every refused frame once.
         Past ``ANSWER_FACTOR`` x ``rate_burst`` refusals in the run reading is paused; past
-        ``FLOOD_FACTOR`` x ``rate_burst`` the connection is closed with 4008 (its session is
-        in grace and may resume): a flooder cannot keep the loop busy refusing it."""
+        ``FLOOD_FACTOR`` x ``rate_burst``, or at a refusal after ``FLOOD_PAUSES`` pauses, the
+        connection is closed with 4008 (its session is in grace and may resume): a flooder
+        cannot keep the loop busy refusing it."""
         self._strikes += 1
         self._refused_at = now
         if self._strikes == 1 and self.transport is not None:
@@ -197,12 +203,13 @@ class Connection:
         burst = node.settings.rate_burst
         if self._strikes <= ANSWER_FACTOR * burst:
             return True
-        if self._strikes > FLOOD_FACTOR * burst:
+        if self._strikes > FLOOD_FACTOR * burst or self._pauses >= FLOOD_PAUSES:
             if not self.closing:
                 log.info("closing %r: %d requests in a row over the rate", self, self._strikes)
                 self.close(CloseCode.RATE_LIMITED, "flooding: far over the rate; slow down")
         elif not self.reading_paused and self.transport is not None:
             self.reading_paused = True
+            self._pauses += 1
             self.transport.pause_reading()
             settings = node.settings
             # Until the bucket is full again, but short of the pong's deadline: a paused
