@@ -8,9 +8,10 @@ of the issue: under each flood, the other clients' heartbeat p99 stays within a 
 the unloaded figure.
 
 **Setup**, per round: a fresh ``presenced serve`` (memory store, default limits: 50
-requests/s, bursts of 100, the flood cut after 10 x 100 refusals in a row, 64 KiB frames,
-32 KiB before auth, typing throttle 1 s; insecure dev mode; ``grace`` 5 s so the
-flooders' abandoned sessions are gone between steps) pinned to core 0
+requests/s, bursts of 100, refusals answered up to 200 a run, then reads paused, the cut
+at 500 or after three pauses, 64 KiB frames, 32 KiB before auth, typing throttle 1 s;
+insecure dev mode; ``grace`` 5 s so the flooders' abandoned sessions are gone between
+steps) pinned to core 0
 (:meth:`bench.scenarios.base.Ctx.server`). On core 1: ``--bystanders`` clients in one
 generator process (:mod:`bench.loadgen.worker`, picows), all in room ``lobby``, and the
 flooders (:mod:`bench.loadgen.hostile`, processes of their own, at nice 10: they share the

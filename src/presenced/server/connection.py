@@ -35,13 +35,13 @@ __all__ = ["Connection"]
 
 log = logging.getLogger(__name__)
 
-ANSWER_FACTOR = 4
+ANSWER_FACTOR = 2
 """Refusals over the rate that are answered (``RATE_LIMITED``, with the request's ``ref``)
 in one run, in units of ``rate_burst``. Past that the client is not listening: reading from
 its socket is paused until its bucket is full again (``rate_burst / rate_limit`` seconds;
 its data waits in the kernel, then its writes block; at most half ``heartbeat_timeout``, so
 that its pongs are read in time), and what was already read is dropped unanswered."""
-FLOOD_FACTOR = 10
+FLOOD_FACTOR = 5
 """Refusals in one run, in units of ``rate_burst``, after which the connection is closed with
 4008 (RATE_LIMITED): a client over the rate by mistake backs off long before."""
 FLOOD_PAUSES = 3

@@ -106,6 +106,7 @@ class Node:
         self.clock = clock
         self.node_id = node_id
         self.verifier = verifier
+        self._random = rng or random.Random()  # ping spread, read pause jitter
         self.registry = SessionRegistry(
             LivenessPolicy(
                 heartbeat_interval=settings.heartbeat_interval,
@@ -115,7 +116,7 @@ class Node:
                 away_after=settings.away_after,
                 inactivity_timeout=settings.inactivity_timeout,
             ),
-            (rng or random.Random()).random,
+            self._random.random,
         )
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
@@ -336,6 +337,8 @@ class Node:
         log.info("pausing reads from %r for %.2f s: far over the rate", conn, seconds)
         self.stats.read_pauses += 1
         self._read_paused[conn.id] = conn
+        # Jittered by +-20 %: flooders that started together do not all come back at once.
+        seconds *= 0.8 + 0.4 * self._random.random()
         self.registry.arm(DeadlineKind.READ, conn.id, self.clock.monotonic() + seconds)
         self.rearm()
 

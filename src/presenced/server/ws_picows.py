@@ -86,7 +86,7 @@ class _PreAuthGuard(asyncio.BufferedProtocol):
         self._inner.resume_writing()
 
 
-MAX_READ_THROTTLED = 16384
+MAX_READ_THROTTLED = 4096
 """Bytes read from a throttled socket (a client once refused over the rate) per turn of the
 loop. picows hands every frame of a read to presenced in one callback and grows its buffer
 to what the socket holds, so one read of a flooder's could otherwise be megabytes of
