@@ -334,7 +334,7 @@ class Settings:
         default=0.025,
         metadata=_spec(
             "duration",
-            "a room sends at most one membership frame per window (three back to back after a "
+            "a room sends at most one membership frame per window (two back to back after a "
             "quiet spell); events beyond are delivered together in one room.batch frame (the "
             "window grows with rooms over 500 members on a node, in proportion, at most 40x)",
             off=True,

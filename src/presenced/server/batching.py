@@ -37,9 +37,9 @@ __all__ = [
     "SummaryThrottle",
 ]
 
-IMMEDIATE = 3
+IMMEDIATE = 2
 """Membership frames a quiet room may send at once, back to back, before its events are
-batched: a join, the leave that follows it and one more are never held for the window."""
+batched: a join and the leave that follows it are never held for the window."""
 
 # Every member.* event is encoded with its tag first (msgspec writes the tag field first).
 MEMBER_EVENT_PREFIX = b'{"type":"member.'
