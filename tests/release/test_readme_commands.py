@@ -26,7 +26,7 @@ def test_each_command_makes_its_venv_first() -> None:
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     command = first_shell_block("Run the tests")
-    assert command.endswith("python -m pytest -q")
+    assert command.endswith("python -m pytest -q -n 2")
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
