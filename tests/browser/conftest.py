@@ -9,8 +9,6 @@ tests/browser/screenshots/ (not committed; docs/images/ holds copies of a few).
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,42 +16,19 @@ from typing import Any
 
 import pytest
 
+from tests.support.chromium import TIMEOUT_MS, chromium
 from tests.support.nodes import PresencedNode
 from tests.support.valkey import ValkeyProcess
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-TIMEOUT_MS = 10_000  # every wait for the page; nothing sleeps
 ADMIN_KEY = "dashboard-test-key-0123456789abcdef"
-
-
-def _chromium() -> str:
-    path = os.environ.get("PRESENCED_CHROMIUM") or shutil.which("chromium")
-    assert path, (
-        "Chromium is needed for tests/browser: apt-get install chromium chromium-driver "
-        "(Debian), or set PRESENCED_CHROMIUM to a Chromium binary"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
-    event loop running in this thread while it is open, and every async test after it in
-    the suite would fail to start its own."""
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:  # pragma: no cover - the test extra installs it
-        pytest.fail("playwright is needed for tests/browser: pip install -e '.[test]'")
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        launched = playwright.chromium.launch(
-            executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    """Chromium for one test module (tests/support/chromium.py says why not the session)."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

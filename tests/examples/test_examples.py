@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import pytest
 from presenced.api import ApiClient
 from presenced.protocol.chat import MessageAck, MessageDeleted, MessageEvent
 from presenced.testing import ProtocolClient
+from tests.support.chromium import TIMEOUT_MS, chromium
 from tests.support.valkey import free_port
 from tests.support.waiting import until
 
@@ -41,7 +41,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET = "example-test-webhook-secret-0123456789"
 KEY = "example-test-api-key-0123456789"
 START = 30.0  # an example's start-up: it starts presenced itself
-TIMEOUT_MS = 10_000  # every wait for the page
 
 
 class Example:
@@ -249,30 +248,11 @@ async def test_the_chat_backend_welcomes_logs_and_moderates(
 # --- the chat page, in Chromium ---------------------------------------------------------
 
 
-def _chromium() -> str:
-    path = os.environ.get("PRESENCED_CHROMIUM") or shutil.which("chromium")
-    assert path, (
-        "Chromium is needed for tests/examples: apt-get install chromium chromium-driver "
-        "(Debian), or set PRESENCED_CHROMIUM to a Chromium binary"
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium for this module's browser tests (never a downloaded one)."""
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        launched = playwright.chromium.launch(
-            executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def shared(request: pytest.FixtureRequest, hook: Receiver) -> dict[str, Any]:
 
 async def open_client(server: RunningServer, user: str) -> ProtocolClient:
     c = await ProtocolClient.connect(f"{server.url}?user={user}&device=d")
-    await c.wait_for("welcome")
+    await c.wait_for("welcome", timeout=15)  # a Cluster on a loaded machine can be slow
     return c
 
 

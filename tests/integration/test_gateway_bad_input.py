@@ -13,6 +13,7 @@ from presenced.protocol.codec import decode_client
 from presenced.protocol.messages import Error, HeartbeatAck, RoomJoined, Welcome
 from presenced.server.connection import ANSWER_FACTOR, FLOOD_FACTOR
 from presenced.server.serve import RunningServer
+from presenced.testing import ProtocolClient
 from tests.conftest import Connect, ServerFactory
 from tests.support.waiting import until
 
@@ -124,7 +125,11 @@ async def test_a_sustained_flood_is_cut_and_bystanders_are_served(
 ) -> None:
     from presenced.testing import ProtocolClient
 
-    running = await make_server(rate_limit=5, rate_burst=5, grace=30)
+    # Heartbeats slower than FAST's: a read pause holds the flooder's pong back, and on a
+    # loaded machine a 0.1 s pong deadline could then cut it with 4006 before the 4008.
+    running = await make_server(
+        rate_limit=5, rate_burst=5, grace=30, heartbeat_interval=5, heartbeat_timeout=2
+    )
     bystander = await ProtocolClient.connect(running.url + "?user=b&device=d")
     await bystander.wait_for("welcome")
     flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
@@ -134,8 +139,7 @@ async def test_a_sustained_flood_is_cut_and_bystanders_are_served(
         await flooder.ws.send(b"\x00binary")
     for i in range(200):
         await flooder.send({"type": "heartbeat", "ref": i})
-    await flooder.wait_closed(timeout=5)
-    assert flooder.close_code == 4008
+    await cut_for_flooding(running, flooder)
     limited = [m for m in flooder.received if isinstance(m, Error) and m.code == "RATE_LIMITED"]
     # Answered up to ANSWER_FACTOR x burst, no further; on Valkey the flood arrives while the
     # welcome's store step runs, so its refusals wait their turn, and the cut comes first.
@@ -188,7 +192,9 @@ async def test_a_flooder_paced_just_past_each_new_token_is_cut(make_server: Serv
     is paused, then the connection is cut with 4008, and the bystander is served."""
     from presenced.testing import ProtocolClient
 
-    running = await make_server(rate_limit=50, rate_burst=5, grace=30)
+    running = await make_server(
+        rate_limit=50, rate_burst=5, grace=30, heartbeat_interval=5, heartbeat_timeout=2
+    )
     bystander = await ProtocolClient.connect(running.url + "?user=b&device=d")
     await bystander.wait_for("welcome")
     flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
@@ -199,8 +205,7 @@ async def test_a_flooder_paced_just_past_each_new_token_is_cut(make_server: Serv
         except ConnectionClosed:
             break
         await asyncio.sleep(0.001)  # the pacing of the flood, not a wait for its effect
-    await flooder.wait_closed(timeout=5)
-    assert flooder.close_code == 4008
+    await cut_for_flooding(running, flooder)
     assert running.node.stats.read_pauses >= 1
     limited = [m for m in flooder.received if isinstance(m, Error) and m.code == "RATE_LIMITED"]
     assert 1 <= len(limited) <= ANSWER_FACTOR * 5  # answered up to there, then silence
@@ -227,8 +232,7 @@ async def test_a_read_pause_is_no_calm_a_flood_across_pauses_is_cut(
         except ConnectionClosed:
             break
         await asyncio.sleep(1 / 30)  # the pacing of the flood, not a wait for its effect
-    await flooder.wait_closed(timeout=5)
-    assert flooder.close_code == 4008
+    await cut_for_flooding(running, flooder)
     assert running.node.stats.read_pauses >= 2
 
 
@@ -286,10 +290,18 @@ async def test_a_flood_of_large_frames_is_cut_after_three_read_pauses(
         except ConnectionClosed:
             break
         await asyncio.sleep(0.1)  # the pacing of the flood, not a wait for its effect
-    await flooder.wait_closed(timeout=5)
-    assert flooder.close_code == 4008
+    await cut_for_flooding(running, flooder)
     assert running.node.stats.read_pauses == 3
     assert running.node.stats.rate_limited["request"] < FLOOD_FACTOR * 5  # not by the count
+
+
+async def cut_for_flooding(running: RunningServer, flooder: ProtocolClient) -> None:
+    """The server closed ``flooder`` with 4008, as it counts it. The flooder itself may see
+    a reset instead (1006): the server closes a socket it has unread data on, and the
+    kernel's reset can overtake the close frame."""
+    await flooder.wait_closed(timeout=5)
+    await until(lambda: running.node.stats.closed.get("4008") == 1, "the cut counted as 4008")
+    assert flooder.close_code in (4008, 1006)
 
 
 async def _upgraded(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -43,68 +43,17 @@ HttpRoute = Callable[[ConnectRequest], HttpResponse | None]
 HARD_FRAME_CAP_FACTOR = 16
 
 
-class _PreAuthGuard(asyncio.BufferedProtocol):
-    """Stands between the socket and picows until the client authenticated, counting what it
-    reads: past ``limit`` bytes (a frame that could only be huge, or a flood) the connection
-    is closed with 1009 before picows buffers more. picows buffers a frame whole before it
-    hands it on, up to its hard cap: without this, an anonymous socket could make it hold
-    sixteen times max_frame_bytes for the whole auth timeout. Removed once authenticated,
-    so the hot path reads straight into picows."""
+class _ProtocolProxy(asyncio.BufferedProtocol):
+    """Stands between the socket and picows's protocol (``_inner``), passing every callback
+    on; a subclass changes what it reads."""
 
-    __slots__ = ("_cut", "_inner", "_left", "_ws")
+    __slots__ = ("_inner",)
 
-    def __init__(self, inner: Any, ws: WSTransport, limit: int, cut: Callable[[int], None]) -> None:
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._ws = ws
-        self._left = limit
-        self._cut = cut  # tells the handler the code it closed with
 
     def get_buffer(self, sizehint: int) -> Any:
         return self._inner.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._left -= nbytes
-        if self._left >= 0:
-            self._inner.buffer_updated(nbytes)
-            return
-        if not self._ws.is_disconnected:
-            log.info("closing an unauthenticated connection: over max_auth_bytes before auth")
-            self._cut(WSCloseCode.MESSAGE_TOO_BIG.value)
-            self._ws.send_close(WSCloseCode.MESSAGE_TOO_BIG, b"too much data before auth")
-            self._ws.disconnect(graceful=True)
-
-    def eof_received(self) -> bool | None:
-        return cast("bool | None", self._inner.eof_received())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-
-MAX_READ_THROTTLED = 4096
-"""Bytes read from a throttled socket (a client once refused over the rate) per turn of the
-loop. picows hands every frame of a read to presenced in one callback and grows its buffer
-to what the socket holds, so one read of a flooder's could otherwise be megabytes of
-frames, handled while every other client waits."""
-
-
-class _ReadCap(asyncio.BufferedProtocol):
-    """Stands between the socket and picows for a throttled client: at most ``cap`` bytes per
-    read; the rest waits in the kernel for the next turn of the loop."""
-
-    __slots__ = ("_cap", "_inner")
-
-    def __init__(self, inner: Any, cap: int) -> None:
-        self._inner = inner
-        self._cap = cap
-
-    def get_buffer(self, sizehint: int) -> Any:
-        return self._inner.get_buffer(sizehint)[: self._cap]
 
     def buffer_updated(self, nbytes: int) -> None:
         self._inner.buffer_updated(nbytes)
@@ -120,6 +69,55 @@ class _ReadCap(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
+
+
+class _PreAuthGuard(_ProtocolProxy):
+    """Stands between the socket and picows until the client authenticated, counting what it
+    reads: past ``limit`` bytes (a frame that could only be huge, or a flood) the connection
+    is closed with 1009 before picows buffers more. picows buffers a frame whole before it
+    hands it on, up to its hard cap: without this, an anonymous socket could make it hold
+    sixteen times max_frame_bytes for the whole auth timeout. Removed once authenticated,
+    so the hot path reads straight into picows."""
+
+    __slots__ = ("_cut", "_inner", "_left", "_ws")
+
+    def __init__(self, inner: Any, ws: WSTransport, limit: int, cut: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._ws = ws
+        self._left = limit
+        self._cut = cut  # tells the handler the code it closed with
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._left -= nbytes
+        if self._left >= 0:
+            self._inner.buffer_updated(nbytes)
+            return
+        if not self._ws.is_disconnected:
+            log.info("closing an unauthenticated connection: over max_auth_bytes before auth")
+            self._cut(WSCloseCode.MESSAGE_TOO_BIG.value)
+            self._ws.send_close(WSCloseCode.MESSAGE_TOO_BIG, b"too much data before auth")
+            self._ws.disconnect(graceful=True)
+
+
+MAX_READ_THROTTLED = 4096
+"""Bytes read from a throttled socket (a client once refused over the rate) per turn of the
+loop. picows hands every frame of a read to presenced in one callback and grows its buffer
+to what the socket holds, so one read of a flooder's could otherwise be megabytes of
+frames, handled while every other client waits."""
+
+
+class _ReadCap(_ProtocolProxy):
+    """Stands between the socket and picows for a throttled client: at most ``cap`` bytes per
+    read; the rest waits in the kernel for the next turn of the loop."""
+
+    __slots__ = ("_cap",)
+
+    def __init__(self, inner: Any, cap: int) -> None:
+        super().__init__(inner)
+        self._cap = cap
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._inner.get_buffer(sizehint)[: self._cap]
 
 
 class PicowsTransport:
