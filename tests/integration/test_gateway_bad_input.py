@@ -231,7 +231,7 @@ async def test_a_read_pause_is_no_calm_a_flood_across_pauses_is_cut(
             await flooder.send({"type": "heartbeat", "ref": i})
         except ConnectionClosed:
             break
-        await asyncio.sleep(1 / 30)  # the pacing of the flood, not a wait for its effect
+        await asyncio.sleep(0.033)  # the pacing of the flood, not a wait for its effect
     await cut_for_flooding(running, flooder)
     assert running.node.stats.read_pauses >= 2
 

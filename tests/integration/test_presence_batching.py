@@ -7,6 +7,7 @@ import asyncio
 from presenced.protocol.messages import MemberJoined, MemberLeft
 from presenced.server.batching import IMMEDIATE, MembershipBatcher
 from presenced.testing import ProtocolClient
+from presenced.typing import RoomId
 from tests.conftest import ServerFactory
 
 
@@ -137,19 +138,35 @@ async def test_a_leave_right_after_a_join_is_not_held_for_the_window(
     make_server: ServerFactory,
 ) -> None:
     """A change goes out at once even when another came just before it: after a quiet
-    spell, a join and the leave that follows it both reach the room well within the 2 s
+    spell, a join and the leave that follows it both reach the room well within the 0.4 s
     window (held, the leave would wait for it)."""
-    running = await make_server(presence_batch_window=2.0)
+    running = await make_server(presence_batch_window=0.4)
     watcher = await ProtocolClient.connect(running.url + "?user=watcher&device=w")
     await watcher.wait_for("welcome")
     visitor = await ProtocolClient.connect(running.url + "?user=v&device=d")
     await visitor.wait_for("welcome")
     await watcher.request({"type": "room.join", "room": "r"})  # spends one of the room's two
-    await asyncio.sleep(2.0)  # the quiet spell itself is what this step is about
+    await asyncio.sleep(0.4)  # the quiet spell itself is what this step is about
     await visitor.request({"type": "room.join", "room": "r"})
     await visitor.request({"type": "room.leave", "room": "r"})
-    left = await watcher.wait_for("member.left", timeout=1.0)  # not the 2 s window
+    left = await watcher.wait_for("member.left", timeout=0.3)  # not the 0.4 s window
     assert isinstance(left, MemberLeft) and left.user == "v"
     assert watcher.batches == 0
     for client in (watcher, visitor):
         await client.close()
+
+
+async def test_a_rooms_budget_is_two_frames_then_one_per_window() -> None:
+    """The budget itself, on a batcher: a quiet room's first IMMEDIATE changes go out at
+    once; the next are held, until the window earns a frame or another event of the room
+    flushes them, as one batch."""
+    sent: list[bytes] = []
+    batcher = MembershipBatcher(60.0, lambda room, frame: sent.append(frame))
+    event = b'{"type":"member.joined","room":"R","version":1,"user":"u"}'
+    held = [batcher.hold(RoomId("R"), event, 10) for _ in range(IMMEDIATE + 2)]
+    assert held == [False] * IMMEDIATE + [True, True]
+    assert not sent  # the held ones wait for the window (60 s), or for another event
+    batcher.flush(RoomId("R"))  # another event of the room: the held ones go first, as one batch
+    assert len(sent) == 1 and sent[0].startswith(b'{"type":"room.batch"')
+    assert batcher.hold(RoomId("R"), event, 10)  # the budget is spent (one frame in debt)
+    batcher.close()
