@@ -341,9 +341,11 @@ class AdminActions:
                 remote.setdefault(target.node, []).append(target.id)
         loop = asyncio.get_running_loop()
         answers: dict[str, asyncio.Future[list[str]]] = {}
+        requests: list[int] = []  # this action's, forgotten however it ends
         try:
             for owner, ids in sorted(remote.items()):
                 request = next(self._requests)
+                requests.append(request)
                 answers[owner] = self._waiting[request] = loop.create_future()
                 notice = AdminNotice(
                     action=action,
@@ -367,10 +369,8 @@ class AdminActions:
                     log.warning("admin %s: node %s has not answered in time", action, owner)
                     done.extend(SessionId(i) for i in remote[owner])
         finally:
-            for answer in answers.values():
-                answer.cancel()
-            for request in [r for r, f in self._waiting.items() if f.cancelled()]:
-                del self._waiting[request]
+            for request in requests:
+                self._waiting.pop(request, None)
         return Targeted.of(done)
 
     def on_notice(self, data: bytes) -> None:
