@@ -9,8 +9,8 @@ Markdown table per scenario: median (min - max) per server and presenced / peer 
 
 Scenarios (docs/benchmarks.md explains each and quotes the figures):
 
-- ``idle``: 5k / 10k / 19k authenticated, heartbeating connections in rooms of 10:
-  memory per connection, idle CPU, connect rate;
+- ``idle``: 5k / 10k / 19k authenticated, heartbeating connections in rooms of 10, 100
+  and 1,000 (a fresh server each): memory per connection, idle CPU, connect rate;
 - ``latency``: one room of 1,000 members, 20 messages/s: delivery latency, losses;
 - ``latency5k``: the same with 5,000 members (not in the default set: joining 5,000
   members one by one sends 12.5 million member.joined frames before it can start);
@@ -166,19 +166,38 @@ async def run_suite(
 
 def _idle_metrics(sizes: Sizes) -> list[Metric]:
     out: list[Metric] = []
-    for n in sizes.idle_levels:
-        out.append(Metric(f"kib_per_conn_{n}", f"Memory per connection at {n:,} (KiB)"))
-    for n in sizes.idle_levels:
-        out.append(Metric(f"idle_cpu_pct_{n}", f"Idle CPU at {n:,} (% of a core)", "{:.2f}"))
-    for n in sizes.idle_levels:
-        out.append(Metric(f"connect_rate_{n}", f"Connect rate up to {n:,} (conn/s)", "{:,.0f}"))
-    top = sizes.idle_levels[-1]
+    levels, top = sizes.idle_levels, sizes.idle_levels[-1]
+    for room in sizes.idle_rooms:
+        r = f"_r{room}"
+        for n in levels:
+            out.append(
+                Metric(
+                    f"b_per_conn_{n}{r}",
+                    f"Bytes per connection at {n:,}, rooms of {room:,}",
+                    "{:,.0f}",
+                )
+            )
+    for room in sizes.idle_rooms:
+        r = f"_r{room}"
+        for n in levels:
+            out.append(
+                Metric(
+                    f"idle_cpu_pct_{n}{r}",
+                    f"Idle CPU at {n:,}, rooms of {room:,} (% of a core)",
+                    "{:.2f}",
+                )
+            )
+    r = f"_r{sizes.idle_rooms[0]}"
+    for n in levels:
+        out.append(Metric(f"connect_rate_{n}{r}", f"Connect rate up to {n:,} (conn/s)", "{:,.0f}"))
     out += [
-        Metric(f"rss_mib_{top}", f"Server RSS at {top:,} (MiB)"),
-        Metric("rss_base_mib", "Server RSS before connections (MiB)"),
-        Metric(f"hb_acks_s_{top}", f"Heartbeat acks/s at {top:,}", "{:,.0f}"),
-        Metric(f"gen_cpu_pct_{top}", f"Generator CPU at {top:,} (% of a core)", "{:.1f}"),
-        Metric(f"foreign_core0_pct_{top}", f"Other processes on core 0 at {top:,} (%)", "{:.0f}"),
+        Metric(f"rss_mib_{top}{r}", f"Server RSS at {top:,} (MiB)"),
+        Metric(f"rss_base_mib{r}", "Server RSS before connections (MiB)"),
+        Metric(f"hb_acks_s_{top}{r}", f"Heartbeat acks/s at {top:,}", "{:,.0f}"),
+        Metric(f"gen_cpu_pct_{top}{r}", f"Generator CPU at {top:,} (% of a core)", "{:.1f}"),
+        Metric(
+            f"foreign_core0_pct_{top}{r}", f"Other processes on core 0 at {top:,} (%)", "{:.0f}"
+        ),
     ]
     return out
 
@@ -377,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"each server worker may hold {per_server} sockets: raise --cap-workers")
     if pin:
         os.sched_setaffinity(0, {GENERATOR_CORE})
-    if "socketio-node" in args.servers:
+    if {"socketio-node", "ws-node"} & set(args.servers):
         ensure_node_modules()
     log_dir = Path(tempfile.mkdtemp(prefix="presenced-bench-"))  # server logs
 

@@ -77,6 +77,8 @@ class ServerKind:
             raise ValueError(f"{self.name} has no admin-only mode")
         if self.name == "socketio-node":
             return ["node", str(NODE_DIR / "server.js"), str(port), i, t]
+        if self.name == "ws-node":
+            return ["node", str(NODE_DIR / "ws_server.js"), str(port), i, t]
         if self.name == "python-socketio":
             return [sys.executable, "-m", "bench.peers.socketio_py", str(port), i, t]
         if self.name == "websockets-bare":
@@ -95,6 +97,7 @@ SERVERS: dict[str, ServerKind] = {
         ServerKind("socketio-node", "socketio"),
         ServerKind("python-socketio", "socketio"),
         ServerKind("websockets-bare", "presenced"),
+        ServerKind("ws-node", "presenced"),
     )
 }
 
@@ -153,7 +156,7 @@ def versions(servers: list[str]) -> dict[str, str]:
             "python-engineio": _pkg("python-engineio"),
             "uvicorn": _pkg("uvicorn"),
         }
-    if "socketio-node" in servers:
+    if "socketio-node" in servers or "ws-node" in servers:
         node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
         out |= {
             "node": node.stdout.strip(),

@@ -23,6 +23,7 @@ from enum import Enum
 from urllib.parse import quote
 
 __all__ = [
+    "BROWSER_HEADERS",
     "DIALECTS",
     "TS_MARK",
     "Dialect",
@@ -35,6 +36,23 @@ __all__ = [
 ]
 
 TS_MARK = b"~T"
+
+# What Chrome adds to a WebSocket upgrade besides the handshake's own headers (Host,
+# Upgrade, Connection, Sec-WebSocket-Key/-Version, which picows writes): every benchmark
+# client sends them, so a server that keeps the upgrade request pays for a real one.
+BROWSER_HEADERS: dict[str, str] = {
+    "Pragma": "no-cache",
+    "Cache-Control": "no-cache",
+    "User-Agent": (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    ),
+    "Origin": "http://127.0.0.1:8080",
+    "Accept-Encoding": "gzip, deflate, br, zstd",
+    "Accept-Language": "en-GB,en-US;q=0.9,en;q=0.8",
+    "Cookie": "_ga=GA1.1.1234567890.1733212345; session=4f6a1c2e9b8d7a6f5e4d3c2b1a0f9e8d",
+    "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
+}
 _TS_DIGITS = 20
 
 

@@ -36,7 +36,14 @@ from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.loadgen.protocols import DIALECTS, Dialect, Frame, body_with_time, user_of
+from bench.loadgen.protocols import (
+    BROWSER_HEADERS,
+    DIALECTS,
+    Dialect,
+    Frame,
+    body_with_time,
+    user_of,
+)
 
 __all__ = ["Client", "Worker", "main", "quantize"]
 
@@ -281,6 +288,7 @@ class Worker:
                 socket_factory=self._socket,
                 websocket_handshake_timeout=timeout,
                 read_buffer_init_size=4096,
+                extra_headers=BROWSER_HEADERS,
             )
             try:
                 kind = await asyncio.wait_for(fut, timeout)

@@ -32,9 +32,10 @@ PER_WORKER = 10_000
 class Sizes:
     """Every size and duration of a run (defaults: the full run)."""
 
-    # 1. idle capacity: connections per level (cumulative), room size, CPU window (s)
+    # 1. idle capacity: connections per level (cumulative), room sizes (a fresh server
+    # each), CPU window (s)
     idle_levels: tuple[int, ...] = (5000, 10000, 19000)
-    idle_room: int = 10
+    idle_rooms: tuple[int, ...] = (10, 100, 1000)
     idle_window: float = 8.0
     # 2. fan-out latency / 4. presence: room sizes, message rate, duration, movers
     room_members: tuple[int, ...] = (1000,)
@@ -109,7 +110,7 @@ class Sizes:
         """A few hundred connections and a few seconds per scenario: the smoke size."""
         return cls(
             idle_levels=(200, 400),
-            idle_room=10,
+            idle_rooms=(10, 100),
             idle_window=2.0,
             room_members=(200,),
             room_seconds=2.0,

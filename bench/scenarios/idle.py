@@ -1,12 +1,14 @@
 """Scenario 1, idle capacity: what holding many quiet, live clients costs one process.
 
-Connections are opened in levels (5,000, then up to 10,000, then up to 19,000 in a full
-run), each authenticated, joined to a room of ``idle_room`` members and heartbeating:
+For each room size of ``idle_rooms`` (10, 100 and 1,000 members in a full run), a fresh
+server; connections are opened in levels (5,000, then up to 10,000, then up to 19,000),
+each authenticated with a browser's upgrade headers, joined to one room and heartbeating:
 the server pings every ``live.interval`` s (25 s, the default) and every client sends
 an application heartbeat about as often (each at a random phase, every interval
 +-20 %), so the load is spread evenly. At each level, after a short settle:
 
-- resident memory per connection: (VmRSS now - VmRSS of the fresh server) / connections;
+- resident memory per connection, in bytes: (VmRSS now - VmRSS of the fresh server) /
+  connections;
 - idle CPU: the server's user+system CPU over ``idle_window`` s, as % of one core;
 - heartbeat acks/s received in that window (a check that heartbeats did flow);
 - connect rate: authenticated connections per second while opening the level
@@ -28,21 +30,29 @@ SETTLE = 2.0
 
 
 async def run_idle(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
-    """One idle-capacity run against server ``name``; figures per level."""
+    """One idle-capacity run against server ``name``: figures per room size and level,
+    keys ending ``_r<room size>``."""
+    out: dict[str, Any] = {"server": name}
+    for room in ctx.sizes.idle_rooms:
+        await _run_rooms_of(ctx, name, f"{tag}-r{room}", room, out)
+    return out
+
+
+async def _run_rooms_of(ctx: Ctx, name: str, tag: str, room: int, out: dict[str, Any]) -> None:
     s = ctx.sizes
     pool = ctx.pool
-    out: dict[str, Any] = {"server": name}
+    r = f"_r{room}"
     async with ctx.server(name, s.live, tag, max(s.idle_levels)) as proc:
         rss0 = rss_kib(proc.pid)
-        out["rss_base_mib"] = rss0 / 1024
+        out["rss_base_mib" + r] = rss0 / 1024
         done = 0
         connect_s = 0.0
         for level in s.idle_levels:
             users = [f"u{i}" for i in range(done, level)]
             res = await ctx.connect(proc, name, users)
             connect_s += res["seconds"]
-            out[f"connect_rate_{level}"] = len(users) / res["seconds"]
-            await ctx.join([(i, f"idle{i // s.idle_room}") for i in range(done, level)])
+            out[f"connect_rate_{level}{r}"] = len(users) / res["seconds"]
+            await ctx.join([(i, f"idle{i // room}") for i in range(done, level)])
             await pool.all("heartbeat", interval=s.live.interval)
             done = level
             await asyncio.sleep(SETTLE)
@@ -59,16 +69,16 @@ async def run_idle(ctx: Ctx, name: str, tag: str) -> dict[str, Any]:
             rss = rss_kib(proc.pid)
             if stats["open"] != level:
                 raise RuntimeError(f"{level - stats['open']} connections dropped while idle")
-            out[f"kib_per_conn_{level}"] = (rss - rss0) / level
-            out[f"rss_mib_{level}"] = rss / 1024
-            out[f"idle_cpu_pct_{level}"] = cpu.total / elapsed * 100
-            out[f"hb_acks_s_{level}"] = stats["hb_acks"] / elapsed
-            out[f"gen_cpu_pct_{level}"] = (stats["cpu"] - g0) / elapsed * 100
-            out[f"foreign_core0_pct_{level}"] = (busy[0] - cpu.total) / elapsed * 100
+            out[f"b_per_conn_{level}{r}"] = (rss - rss0) * 1024 / level
+            out[f"rss_mib_{level}{r}"] = rss / 1024
+            out[f"idle_cpu_pct_{level}{r}"] = cpu.total / elapsed * 100
+            out[f"hb_acks_s_{level}{r}"] = stats["hb_acks"] / elapsed
+            out[f"gen_cpu_pct_{level}{r}"] = (stats["cpu"] - g0) / elapsed * 100
+            out[f"foreign_core0_pct_{level}{r}"] = (busy[0] - cpu.total) / elapsed * 100
             ctx.log(
-                f"    {name} {level}: {out[f'kib_per_conn_{level}']:.1f} KiB/conn, "
-                f"idle CPU {out[f'idle_cpu_pct_{level}']:.2f} %, "
-                f"{out[f'connect_rate_{level}']:.0f} conn/s"
+                f"    {name} rooms of {room}, {level}: "
+                f"{out[f'b_per_conn_{level}{r}']:,.0f} B/conn, "
+                f"idle CPU {out[f'idle_cpu_pct_{level}{r}']:.2f} %, "
+                f"{out[f'connect_rate_{level}{r}']:.0f} conn/s"
             )
-        out["connect_rate"] = done / connect_s
-    return out
+        out["connect_rate" + r] = done / connect_s

@@ -56,12 +56,14 @@ def test_quick_bench_run_produces_sane_figures(tmp_path: Path) -> None:
     assert "| Metric | presenced | websockets-bare |" in proc.stdout
 
     top = sizes["idle_levels"][-1]
+    assert len(sizes["idle_rooms"]) >= 2  # each room size on a fresh server
     for r in _by_server(results["idle"]).values():
-        for n in sizes["idle_levels"]:
-            assert 0 < r[f"kib_per_conn_{n}"] < 1024
-            assert 0 <= r[f"idle_cpu_pct_{n}"] <= 100
-            assert r[f"connect_rate_{n}"] > 0
-        assert r[f"rss_mib_{top}"] > r["rss_base_mib"] > 0
+        for room in sizes["idle_rooms"]:
+            for n in sizes["idle_levels"]:
+                assert 0 < r[f"b_per_conn_{n}_r{room}"] < 1024 * 1024
+                assert 0 <= r[f"idle_cpu_pct_{n}_r{room}"] <= 100
+                assert r[f"connect_rate_{n}_r{room}"] > 0
+            assert r[f"rss_mib_{top}_r{room}"] > r[f"rss_base_mib_r{room}"] > 0
 
     members = sizes["room_members"][0]
     for r in _by_server(results["room"]).values():

@@ -26,7 +26,7 @@ from presenced.protocol.messages import (
     HeartbeatAck,
     ServerMessage,
 )
-from presenced.server.transport import ConnectRequest, Transport
+from presenced.server.transport import SMALL_FRAME, ConnectRequest, Transport
 
 if TYPE_CHECKING:
     from presenced.server.node import Node
@@ -383,7 +383,10 @@ class Connection:
             self.node.stats.unsent += 1
             self.node.slow_consumer(self)
             return
-        transport.send_text(data)
+        if len(data) <= SMALL_FRAME:
+            transport.send_text(data)
+        else:
+            transport.send_large(data)
 
     def send_error(self, exc: ProtocolError) -> None:
         self.send(Error(code=exc.code.value, message=exc.message, field=exc.field, ref=exc.ref))

@@ -15,6 +15,7 @@ the last delivered goes out (latest wins: nothing is held, nothing filled).
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -104,7 +105,10 @@ class ChannelTable(Generic[K]):
             conns[conn] = None
             await self._opening(key)
             await self._broker.subscribe(
-                self._channel(key), lambda data, origin: self.deliver(key, data, origin)
+                # A partial rather than a closure: smaller, kept per key (per user for the
+                # user channels), and called without a Python frame of its own.
+                self._channel(key),
+                partial(self.deliver, key),
             )
             self._opened(key)
         conns[conn] = None

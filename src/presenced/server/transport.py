@@ -24,6 +24,14 @@ class ConnectRequest:
     peer: str
 
 
+SMALL_FRAME = 1020
+"""Frames up to this size go through :meth:`Transport.send_text`, larger ones through
+:meth:`Transport.send_large`. picows copies a frame into a per-connection write buffer that
+starts at 1 KiB (1,020 bytes of payload and its header) and never shrinks: one 7 KiB join
+reply would leave every connection holding 7 KiB for life (docs/benchmarks.md, "Memory per
+idle connection: where the bytes go")."""
+
+
 class Transport(Protocol):
     """One open WebSocket. Every method returns at once; nothing here awaits. ``peer`` is
     the remote address of the socket (``host`` or ``host:port``; '' when unknown)."""
@@ -31,7 +39,12 @@ class Transport(Protocol):
     peer: str
 
     def send_text(self, data: bytes) -> None:
-        """Queue one text frame (UTF-8 JSON bytes) for sending."""
+        """Queue one text frame (UTF-8 JSON bytes) of at most :data:`SMALL_FRAME` bytes: the
+        fan-out's path, which must cost as little as a call can."""
+
+    def send_large(self, data: bytes) -> None:
+        """Queue one text frame of any size without keeping, per connection, a buffer as
+        large as it (a join reply listing a room's members, a history page)."""
 
     def ping(self) -> None: ...
 

@@ -120,6 +120,24 @@ class _ReadCap(_ProtocolProxy):
         return self._inner.get_buffer(sizehint)[: self._cap]
 
 
+# picows writes a frame over this many bytes as its header and the caller's bytes, without
+# copying it into its own write buffer (picows.pyx, WSTransport._send).
+PICOWS_COPY_LIMIT = 8192
+# The room send_reuse_external_bytearray wants in front of a payload for the frame header.
+FRAME_HEADROOM = 14
+
+
+def _forget_upgrade(ws: WSTransport) -> None:
+    """Empty what picows keeps of the upgrade for the connection's life: the request's
+    headers and target (the token, when the URL carries it) and the response's headers, 3 -
+    4 KiB with a browser's headers. presenced read what it needs in the upgrade factory, and
+    picows reads neither again on the server side; ``clear`` frees a CIMultiDict's storage."""
+    request = ws.request
+    request.headers.clear()
+    request.path = b""
+    ws.response.headers.clear()
+
+
 class PicowsTransport:
     """:class:`presenced.server.transport.Transport` over a picows WSTransport."""
 
@@ -142,6 +160,17 @@ class PicowsTransport:
         self.peer = str(peername[0]) if isinstance(peername, tuple) and peername else ""
         # The fan-out hot path: a C-level partial, so a delivery costs no Python frame here.
         self.send_text: Callable[[bytes], None] = partial(ws.send, WSMsgType.TEXT)
+        _forget_upgrade(ws)
+
+    def send_large(self, data: bytes) -> None:
+        if len(data) > PICOWS_COPY_LIMIT:
+            self._ws.send(WSMsgType.TEXT, data)  # written as header + data, not copied
+            return
+        # picows would copy the frame into its write buffer, which would stay this large;
+        # here it writes the header into the room left at the front and sends from there.
+        frame = bytearray(FRAME_HEADROOM + len(data))
+        frame[FRAME_HEADROOM:] = data
+        self._ws.send_reuse_external_bytearray(WSMsgType.TEXT, frame, FRAME_HEADROOM)
 
     def ping(self) -> None:
         self._ws.send_ping()
@@ -188,6 +217,8 @@ class PicowsTransport:
 
 class _Listener(WSListener):
     """Bridges picows callbacks to a TransportHandler."""
+
+    __slots__ = ("handler", "max_auth_bytes", "max_frame")  # no __dict__ per connection
 
     def __init__(
         self, handler: TransportHandler, max_frame: int, max_auth_bytes: int | None
