@@ -188,6 +188,14 @@ def _idle_metrics(sizes: Sizes) -> list[Metric]:
                 )
             )
     r = f"_r{sizes.idle_rooms[0]}"
+    if sizes.idle_pings:
+        out.append(
+            Metric(
+                f"idle_cpu_pings_pct_{top}",
+                f"Idle CPU at {top:,}, rooms of {sizes.idle_rooms[0]:,}, pings only (% of a core)",
+                "{:.2f}",
+            )
+        )
     for n in levels:
         out.append(Metric(f"connect_rate_{n}{r}", f"Connect rate up to {n:,} (conn/s)", "{:,.0f}"))
     out += [

@@ -36,6 +36,7 @@ class Sizes:
     # each), CPU window (s)
     idle_levels: tuple[int, ...] = (5000, 10000, 19000)
     idle_rooms: tuple[int, ...] = (10, 100, 1000)
+    idle_pings: bool = True  # then ping-only clients (waits an interval: not at quick size)
     idle_window: float = 8.0
     # 2. fan-out latency / 4. presence: room sizes, message rate, duration, movers
     room_members: tuple[int, ...] = (1000,)
@@ -111,6 +112,7 @@ class Sizes:
         return cls(
             idle_levels=(200, 400),
             idle_rooms=(10, 100),
+            idle_pings=False,
             idle_window=2.0,
             room_members=(200,),
             room_seconds=2.0,

@@ -9,7 +9,9 @@ an application heartbeat about as often (each at a random phase, every interval
 
 - resident memory per connection, in bytes: (VmRSS now - VmRSS of the fresh server) /
   connections;
-- idle CPU: the server's user+system CPU over ``idle_window`` s, as % of one core;
+- idle CPU: the server's user+system CPU over ``idle_window`` s, as % of one core; and
+  at the top level of the first room size once more, after the clients stopped their
+  heartbeats and only answer the server's pings;
 - heartbeat acks/s received in that window (a check that heartbeats did flow);
 - connect rate: authenticated connections per second while opening the level
   (64 handshakes in flight across the generator).
@@ -82,3 +84,22 @@ async def _run_rooms_of(ctx: Ctx, name: str, tag: str, room: int, out: dict[str,
                 f"{out[f'connect_rate_{level}{r}']:.0f} conn/s"
             )
         out["connect_rate" + r] = done / connect_s
+        if room == s.idle_rooms[0] and s.idle_pings:
+            await _pings_only(ctx, proc.pid, done, out)
+
+
+async def _pings_only(ctx: Ctx, pid: int, level: int, out: dict[str, Any]) -> None:
+    """Idle CPU at ``level`` once the clients stop heartbeating and only answer the server's
+    pings (after an interval and a bit, every server pings each connection again)."""
+    s = ctx.sizes
+    await ctx.pool.all("heartbeat_stop")
+    await asyncio.sleep(s.live.interval * 1.1 + SETTLE)
+    c0 = cpu_times(pid)
+    t0 = time.monotonic()
+    await asyncio.sleep(s.idle_window)
+    cpu = cpu_times(pid) - c0
+    stats = await ctx.pool.stats()
+    if stats["open"] != level:
+        raise RuntimeError(f"{level - stats['open']} connections dropped while ping-only")
+    out[f"idle_cpu_pings_pct_{level}"] = cpu.total / (time.monotonic() - t0) * 100
+    ctx.log(f"    pings only, {level}: idle CPU {out[f'idle_cpu_pings_pct_{level}']:.2f} %")
