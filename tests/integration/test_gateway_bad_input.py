@@ -242,17 +242,18 @@ async def test_a_client_over_the_rate_is_read_a_few_kib_at_a_time(
     """Once refused over the rate, a client's socket is read at most MAX_READ_THROTTLED
     bytes per turn of the loop: 256 KiB of frames sent at once take many small reads, not
     one that would hold every other client up while its frames are handled."""
-    from presenced.server import ws_picows
+    from presenced.server import ws_frames
     from presenced.testing import ProtocolClient
 
     reads: list[int] = []
-    updated = ws_picows._ReadCap.buffer_updated
+    updated = ws_frames.FrameTransport.buffer_updated
 
-    def counting(self: ws_picows._ReadCap, nbytes: int) -> None:
-        reads.append(nbytes)
+    def counting(self: ws_frames.FrameTransport, nbytes: int) -> None:
+        if self._cap == ws_frames.MAX_READ_THROTTLED:  # the reads of a throttled socket
+            reads.append(nbytes)
         updated(self, nbytes)
 
-    monkeypatch.setattr(ws_picows._ReadCap, "buffer_updated", counting)
+    monkeypatch.setattr(ws_frames.FrameTransport, "buffer_updated", counting)
     # A burst of 50: these refusals stay answered (no read pause, no cut).
     running = await make_server(rate_limit=5, rate_burst=50)
     flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
@@ -264,7 +265,7 @@ async def test_a_client_over_the_rate_is_read_a_few_kib_at_a_time(
     for _ in range(32):  # 256 KiB in 32 frames, written at once
         await flooder.send_raw('{"type":"heartbeat","pad":"' + pad + '"}')
     await until(lambda: sum(reads) >= 32 * 8000, "the frames read")
-    assert max(reads) <= ws_picows.MAX_READ_THROTTLED
+    assert max(reads) <= ws_frames.MAX_READ_THROTTLED
     assert len(reads) >= 16
     assert not flooder.closed.is_set() and running.node.stats.read_pauses == 0
     await flooder.close()
