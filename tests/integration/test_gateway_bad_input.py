@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 
 import pytest
@@ -349,3 +350,62 @@ async def test_an_unauthenticated_socket_may_not_buffer_a_huge_frame(
     assert isinstance(reply, HeartbeatAck)
     await big.close()
     await bystander.close()
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame of fewer than 126 bytes, masked."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
+
+
+async def _server_frames(reader: asyncio.StreamReader, count: int) -> list[tuple[int, bytes]]:
+    """The next ``count`` server frames (opcode, payload): unmasked, whole, none fragmented."""
+    frames = []
+    for _ in range(count):
+        first, size = await asyncio.wait_for(reader.readexactly(2), 5)
+        assert first & 0x80 and not size & 0x80
+        size &= 0x7F
+        if size == 126:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await reader.readexactly(8), "big")
+        frames.append((first & 0x0F, await asyncio.wait_for(reader.readexactly(size), 5)))
+    return frames
+
+
+async def test_frames_sent_right_behind_the_upgrade_request_are_handled(
+    server: RunningServer,
+) -> None:
+    """A client that does not wait for the 101 (RFC 6455 says it must) and writes frames in
+    the same packet as its upgrade request: picows read them; they are still answered, in
+    order, and the connection goes on on presenced's own frame protocol."""
+    host, port = server.host, server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /ws?user=pipe&device=d HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    heartbeat = b'{"type":"heartbeat","ref":"h1"}'
+    writer.write(request + _masked(0x9, b"early") + _masked(0x1, heartbeat))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    frames = await _server_frames(reader, 3)
+    kinds = [json.loads(data)["type"] if op == 0x1 else (op, data) for op, data in frames]
+    assert sorted(kinds, key=str) == sorted([(0xA, b"early"), "welcome", "heartbeat.ack"], key=str)
+    assert kinds.index((0xA, b"early")) < kinds.index("heartbeat.ack")  # in order
+    writer.write(_masked(0x1, b'{"type":"heartbeat","ref":"h2"}') + _masked(0x8, b"\x03\xe8"))
+    (_, payload), close = await _server_frames(reader, 2)
+    assert b'"h2"' in payload and close == (0x8, b"\x03\xe8")
+    writer.close()
+
+
+async def test_an_unmasked_frame_closes_the_connection_1002(server: RunningServer) -> None:
+    reader, writer = await _upgraded(server.host, server.port)
+    writer.write(b"\x81\x05hello")  # no mask bit: RFC 6455 section 5.1 forbids this
+    ((opcode, payload),) = await _server_frames(reader, 1)
+    assert opcode == 0x8 and payload[:2] == (1002).to_bytes(2, "big")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # and the server closed
+    writer.close()
+    await until(lambda: server.node.stats.closed.get("1002") == 1, "the cut counted as 1002")
