@@ -11,6 +11,12 @@ run it under ``PYTHONPATH=OTHER_TREE/src`` to compare two trees' transports.
 
 With ``--framed`` (trees whose transport has ``send_framed``), a second figure: the same
 frames framed once per round and written by ``send_framed``.
+
+On loopback the write system call (and the kernel's delivery to the reading socket, done
+in the writer's call) is most of a delivery and varies by a microsecond from one run to
+the next. ``--queued`` leaves that out: the client sockets are not read and every
+server-side socket is filled first, so each frame is only queued in the event loop's
+transport (no system call) and what is timed is the transport's own code.
 """
 
 from __future__ import annotations
@@ -81,19 +87,30 @@ def _drain(socks: list[socket.socket]) -> int:
     return got
 
 
-async def _rounds(socks: list[socket.socket], rounds: int, send: Any) -> float:
+async def _rounds(socks: list[socket.socket], rounds: int, send: Any, queued: bool) -> float:
     """The median round's CPU nanoseconds per delivery of ``send()``."""
     per = []
     for _ in range(rounds):
         t0 = time.thread_time_ns()
         send()
         per.append((time.thread_time_ns() - t0) / len(socks))
-        await asyncio.sleep(0)  # let uvloop flush anything it queued
-        _drain(socks)
+        if not queued:
+            await asyncio.sleep(0)  # let uvloop flush anything it queued
+            _drain(socks)
     return statistics.median(per)
 
 
-async def run(conns: int, size: int, rounds: int, framed: bool) -> dict[str, float]:
+def _fill(transports: list[Any]) -> None:
+    """Write to every socket until the event loop's transport holds what the kernel does
+    not take: from then on each write is only queued."""
+    block = b"f" * 1000
+    for transport in transports:
+        transport.set_buffer_limit(1 << 30)  # no pause_writing
+        while transport.buffered() == 0:
+            transport.send_text(block)
+
+
+async def run(conns: int, size: int, rounds: int, framed: bool, queued: bool) -> dict[str, float]:
     server = await start_picows_server(
         "127.0.0.1",
         0,
@@ -113,7 +130,9 @@ async def run(conns: int, size: int, rounds: int, framed: bool) -> dict[str, flo
         for transport in transports:
             transport.send_text(payload)
 
-    result = {"send_text": await _rounds(socks, rounds, send_text)}
+    if queued:
+        _fill(transports)
+    result = {"send_text": await _rounds(socks, rounds, send_text, queued)}
     if framed and hasattr(transports[0], "send_framed"):
         from presenced.server.ws_frames import text_frame
 
@@ -122,7 +141,7 @@ async def run(conns: int, size: int, rounds: int, framed: bool) -> dict[str, flo
             for transport in transports:
                 transport.send_framed(frame)
 
-        result["send_framed"] = await _rounds(socks, rounds, send_framed)
+        result["send_framed"] = await _rounds(socks, rounds, send_framed, queued)
     for sock in socks:
         sock.close()
     server.close()
@@ -135,10 +154,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--framed", action="store_true")
+    parser.add_argument("--queued", action="store_true")
     args = parser.parse_args()
     import uvloop
 
-    result = uvloop.run(run(args.conns, args.size, args.rounds, args.framed))
+    result = uvloop.run(run(args.conns, args.size, args.rounds, args.framed, args.queued))
     print(" ".join(f"{name}={ns:.0f}ns" for name, ns in result.items()))
 
 
