@@ -45,8 +45,10 @@ class _Listener(WSListener):
     """picows's side of one connection, for as long as picows has it: once the upgrade is
     done it hands the socket to a :class:`FrameTransport` (:meth:`on_ws_connected`), and
     picows's protocol, buffers and WSTransport become garbage. Frames picows parsed before
-    that (sent right behind the upgrade request) reach the same transport
-    (:meth:`on_ws_frame`)."""
+    that (sent right behind the upgrade request, which RFC 6455 section 4.1 forbids a client)
+    reach the same transport (:meth:`on_ws_frame`). Only the bytes of a frame such a client
+    had not finished sending are lost with picows's buffer: picows does not give them up,
+    so the frame protocol reads the rest as the start of a frame and, as a rule, closes 1002."""
 
     __slots__ = ("frames", "handler", "max_auth_bytes", "max_frame")  # no __dict__
 
