@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 
 import pytest
@@ -242,17 +243,18 @@ async def test_a_client_over_the_rate_is_read_a_few_kib_at_a_time(
     """Once refused over the rate, a client's socket is read at most MAX_READ_THROTTLED
     bytes per turn of the loop: 256 KiB of frames sent at once take many small reads, not
     one that would hold every other client up while its frames are handled."""
-    from presenced.server import ws_picows
+    from presenced.server import ws_frames
     from presenced.testing import ProtocolClient
 
     reads: list[int] = []
-    updated = ws_picows._ReadCap.buffer_updated
+    updated = ws_frames.FrameTransport.buffer_updated
 
-    def counting(self: ws_picows._ReadCap, nbytes: int) -> None:
-        reads.append(nbytes)
+    def counting(self: ws_frames.FrameTransport, nbytes: int) -> None:
+        if self._cap == ws_frames.MAX_READ_THROTTLED:  # the reads of a throttled socket
+            reads.append(nbytes)
         updated(self, nbytes)
 
-    monkeypatch.setattr(ws_picows._ReadCap, "buffer_updated", counting)
+    monkeypatch.setattr(ws_frames.FrameTransport, "buffer_updated", counting)
     # A burst of 50: these refusals stay answered (no read pause, no cut).
     running = await make_server(rate_limit=5, rate_burst=50)
     flooder = await ProtocolClient.connect(running.url + "?user=f&device=d")
@@ -264,7 +266,7 @@ async def test_a_client_over_the_rate_is_read_a_few_kib_at_a_time(
     for _ in range(32):  # 256 KiB in 32 frames, written at once
         await flooder.send_raw('{"type":"heartbeat","pad":"' + pad + '"}')
     await until(lambda: sum(reads) >= 32 * 8000, "the frames read")
-    assert max(reads) <= ws_picows.MAX_READ_THROTTLED
+    assert max(reads) <= ws_frames.MAX_READ_THROTTLED
     assert len(reads) >= 16
     assert not flooder.closed.is_set() and running.node.stats.read_pauses == 0
     await flooder.close()
@@ -348,3 +350,62 @@ async def test_an_unauthenticated_socket_may_not_buffer_a_huge_frame(
     assert isinstance(reply, HeartbeatAck)
     await big.close()
     await bystander.close()
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame of fewer than 126 bytes, masked."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
+
+
+async def _server_frames(reader: asyncio.StreamReader, count: int) -> list[tuple[int, bytes]]:
+    """The next ``count`` server frames (opcode, payload): unmasked, whole, none fragmented."""
+    frames = []
+    for _ in range(count):
+        first, size = await asyncio.wait_for(reader.readexactly(2), 5)
+        assert first & 0x80 and not size & 0x80
+        size &= 0x7F
+        if size == 126:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await reader.readexactly(8), "big")
+        frames.append((first & 0x0F, await asyncio.wait_for(reader.readexactly(size), 5)))
+    return frames
+
+
+async def test_frames_sent_right_behind_the_upgrade_request_are_handled(
+    server: RunningServer,
+) -> None:
+    """A client that does not wait for the 101 (RFC 6455 says it must) and writes frames in
+    the same packet as its upgrade request: picows read them; they are still answered, in
+    order, and the connection goes on on presenced's own frame protocol."""
+    host, port = server.host, server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /ws?user=pipe&device=d HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    heartbeat = b'{"type":"heartbeat","ref":"h1"}'
+    writer.write(request + _masked(0x9, b"early") + _masked(0x1, heartbeat))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    frames = await _server_frames(reader, 3)
+    kinds = [json.loads(data)["type"] if op == 0x1 else (op, data) for op, data in frames]
+    assert sorted(kinds, key=str) == sorted([(0xA, b"early"), "welcome", "heartbeat.ack"], key=str)
+    assert kinds.index((0xA, b"early")) < kinds.index("heartbeat.ack")  # in order
+    writer.write(_masked(0x1, b'{"type":"heartbeat","ref":"h2"}') + _masked(0x8, b"\x03\xe8"))
+    (_, payload), close = await _server_frames(reader, 2)
+    assert b'"h2"' in payload and close == (0x8, b"\x03\xe8")
+    writer.close()
+
+
+async def test_an_unmasked_frame_closes_the_connection_1002(server: RunningServer) -> None:
+    reader, writer = await _upgraded(server.host, server.port)
+    writer.write(b"\x81\x05hello")  # no mask bit: RFC 6455 section 5.1 forbids this
+    ((opcode, payload),) = await _server_frames(reader, 1)
+    assert opcode == 0x8 and payload[:2] == (1002).to_bytes(2, "big")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # and the server closed
+    writer.close()
+    await until(lambda: server.node.stats.closed.get("1002") == 1, "the cut counted as 1002")

@@ -1,12 +1,14 @@
-"""What the picows transport keeps per connection, and that what it no longer keeps costs
-nothing: frames of every size still arrive whole, the connection works after its upgrade
-request was emptied (docs/benchmarks.md, "Memory per idle connection: where the bytes go")."""
+"""What the transport keeps per connection, and that what it no longer keeps costs nothing:
+frames of every size still arrive whole, the connection works once picows's objects are
+gone (docs/benchmarks.md, "Memory per idle connection: where the bytes go")."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import pytest
+from picows import WSListener, WSTransport
 from websockets.asyncio.client import connect as ws_connect
 
 from presenced.protocol.chat import MessageAck, MessageEvent
@@ -14,7 +16,7 @@ from presenced.protocol.messages import HeartbeatAck, RoomJoined
 from presenced.server.connection import Connection
 from presenced.server.serve import RunningServer
 from presenced.server.transport import SMALL_FRAME
-from presenced.server.ws_picows import PICOWS_COPY_LIMIT, PicowsTransport
+from presenced.server.ws_frames import FrameTransport
 from presenced.testing import ProtocolClient
 from tests.conftest import Connect
 
@@ -38,15 +40,14 @@ async def ask(client: ProtocolClient, message: dict[str, Any], kind: type) -> An
 
 
 async def test_frames_of_every_size_arrive_whole(connect: Connect) -> None:
-    """Bodies around each boundary of the send path (picows's 1 KiB buffer, the external
-    buffer up to its copy limit, picows's own uncopied path past it) reach the other member
-    byte for byte, in order."""
+    """Bodies around each boundary of the send path (the precomputed headers up to
+    SMALL_FRAME, header and payload written apart past it) reach the other member byte for
+    byte, in order."""
     alice = await connect("alice")
     bob = await connect("bob")
     for client in (alice, bob):
         await ask(client, {"type": "room.join", "room": "r"}, RoomJoined)
-    sizes = [10, 900, SMALL_FRAME - 150, SMALL_FRAME, 1500, 7000, PICOWS_COPY_LIMIT - 200]
-    sizes += [PICOWS_COPY_LIMIT, 9000, 15000]
+    sizes = [10, 900, SMALL_FRAME - 150, SMALL_FRAME, 1500, 7000, 8000, 8192, 9000, 15000]
     bodies = [f"{n}:" + "é" * (n // 2) for n in sizes]  # two bytes a character in UTF-8
     for body in bodies:
         await ask(alice, {"type": "message.send", "room": "r", "body": body}, MessageAck)
@@ -58,16 +59,16 @@ async def test_frames_of_every_size_arrive_whole(connect: Connect) -> None:
 async def test_large_frames_do_not_go_through_the_copying_path(
     server: RunningServer, connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every frame over SMALL_FRAME bytes is written by ``send_large``, so picows's write
-    buffer never grows past its first KiB; smaller ones take the fast path."""
+    """Every frame over SMALL_FRAME bytes is written by ``send_large`` (``send_text`` has
+    headers for SMALL_FRAME bytes at most); smaller ones take the fast path."""
     large: list[int] = []
-    send_large = PicowsTransport.send_large
+    send_large = FrameTransport.send_large
 
-    def counting(self: PicowsTransport, data: bytes) -> None:
+    def counting(self: FrameTransport, data: bytes) -> None:
         large.append(len(data))
         send_large(self, data)
 
-    monkeypatch.setattr(PicowsTransport, "send_large", counting)
+    monkeypatch.setattr(FrameTransport, "send_large", counting)
     members = [await connect(f"user-with-a-long-name-{i:03d}") for i in range(40)]
     for client in members:
         await ask(client, {"type": "room.join", "room": "big"}, RoomJoined)
@@ -78,12 +79,23 @@ async def test_large_frames_do_not_go_through_the_copying_path(
     assert len(large) == before
 
 
-async def test_the_upgrade_request_is_emptied_once_open(
-    server: RunningServer, connect: Connect
+async def test_picows_objects_are_freed_once_open(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A browser's upgrade headers and the URL (which may carry the token) are not kept for
-    the connection's life, and the connection works on: authenticated from that URL, it
-    joins and answers heartbeats."""
+    """Once the upgrade is done the socket belongs to a FrameTransport: nothing keeps
+    picows's WSTransport (and with it its protocol, buffers and the upgrade request with a
+    browser's headers and the URL, which may carry the token) or its listener, and the
+    connection works on: authenticated from that URL, it joins and answers heartbeats."""
+    from presenced.server import ws_picows
+
+    picows: list[weakref.ref[Any]] = []
+    connected = ws_picows._Listener.on_ws_connected
+
+    def keeping(self: WSListener, transport: WSTransport) -> None:
+        picows.extend((weakref.ref(transport), weakref.ref(self)))
+        connected(self, transport)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ws_picows._Listener, "on_ws_connected", keeping)
     ws = await ws_connect(
         f"{server.url}?user=carol&device=web", additional_headers=BROWSER, ping_interval=None
     )
@@ -91,10 +103,10 @@ async def test_the_upgrade_request_is_emptied_once_open(
     try:
         await carol.wait_for("welcome")
         transport = server_side(server, "carol").transport
-        assert isinstance(transport, PicowsTransport)
-        picows = transport._ws
-        assert len(picows.request.headers) == 0 and picows.request.path == b""
-        assert len(picows.response.headers) == 0
+        assert isinstance(transport, FrameTransport)
+        assert transport._transport.get_protocol() is transport
+        # Freed when the last reference went, not left for the cycle collector.
+        assert len(picows) == 2 and all(ref() is None for ref in picows)
         await ask(carol, {"type": "room.join", "room": "r"}, RoomJoined)
         await ask(carol, {"type": "heartbeat"}, HeartbeatAck)
     finally:
