@@ -17,7 +17,13 @@ from dataclasses import replace
 import pytest
 
 from presenced.errors import InvalidTransition
-from presenced.presence.liveness import Deadline, DeadlineKind, LivenessPolicy, SessionRegistry
+from presenced.presence.liveness import (
+    Deadline,
+    DeadlineKind,
+    LivenessPolicy,
+    SessionRegistry,
+    heard_slack,
+)
 from presenced.presence.session import Session, SessionEvent, SessionState
 from presenced.testing import ManualClock
 from presenced.typing import DeviceId, SessionId, UserId
@@ -632,3 +638,48 @@ def test_a_client_that_falls_silent_is_still_found_within_interval_plus_timeout(
         registry.advance(now)
         assert now < 7.0 + 10 + 5 + 1, "not detected in time"
     assert session.state is SessionState.GRACE and now <= 7.0 + 10 + 5
+
+
+def test_a_client_heartbeating_every_interval_is_never_pinged() -> None:
+    """The protocol asks for a heartbeat every heartbeat_interval; such a client is heard
+    again a little after the interval (its timer, the network), within the slack: no ping,
+    so an idle connection costs two frames an interval, not four."""
+    policy = LivenessPolicy(heartbeat_interval=25, heartbeat_timeout=10, grace=30, auth_timeout=5)
+    assert heard_slack(policy) == 2.5
+    registry = SessionRegistry(policy, lambda: 0.0)
+    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
+    registry.add(session, 0.0)
+    pings: list[float] = []
+    beat = 0.0
+    for tick in range(1, 2000):  # 200 s in steps of 0.1 s
+        now = tick / 10
+        if now >= beat + 25.3:  # every interval, 0.3 s late
+            beat = now
+            registry.activity(session.id, now)
+        for d in registry.advance(now):
+            if d.kind is DeadlineKind.PING:
+                pings.append(now)
+                registry.pong(session.id)
+    # The first ping comes before the first heartbeat (the session has said nothing since
+    # its auth); none after it.
+    assert pings == [25.0]
+    assert session.state is SessionState.ACTIVE
+
+
+def test_a_heartbeating_client_that_stops_is_found_within_interval_plus_timeout() -> None:
+    """The ping waits for the slack, the pong has that much less time: the bound holds."""
+    policy = LivenessPolicy(heartbeat_interval=25, heartbeat_timeout=10, grace=30, auth_timeout=5)
+    registry = SessionRegistry(policy, lambda: 0.0)
+    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
+    registry.add(session, 0.0)
+    registry.activity(session.id, 3.0)  # its last word
+    pinged_at = None
+    now = 3.0
+    while session.state is SessionState.ACTIVE:
+        now = round(now + 0.1, 1)
+        for d in registry.advance(now):
+            if d.kind is DeadlineKind.PING:
+                pinged_at = now
+        assert now <= 3.0 + 25 + 10, "not detected in time"
+    assert pinged_at == 3.0 + 25 + 2.5  # pinged once the slack was over, never answered
+    assert session.state is SessionState.GRACE and now == 3.0 + 25 + 10

@@ -21,7 +21,7 @@ from presenced.presence.deadlines import DeadlineQueue
 from presenced.presence.session import Session, SessionEvent, SessionState
 from presenced.typing import SessionId
 
-__all__ = ["Deadline", "DeadlineKind", "LivenessPolicy", "SessionRegistry"]
+__all__ = ["Deadline", "DeadlineKind", "LivenessPolicy", "SessionRegistry", "heard_slack"]
 
 
 class DeadlineKind(Enum):
@@ -71,6 +71,15 @@ class LivenessPolicy:
     auth_timeout: float
     away_after: float | None = None
     inactivity_timeout: float | None = None
+
+
+def heard_slack(policy: LivenessPolicy) -> float:
+    """How much later than ``heartbeat_interval`` after a client's last frame its ping is
+    sent: a client heartbeating every interval is heard again just after the interval (its
+    timer, the network), and would otherwise be pinged every time. A tenth of the interval,
+    at most a quarter of the timeout, which the pong then has less of: the dead are still
+    found within interval + timeout of their last word."""
+    return min(0.1 * policy.heartbeat_interval, 0.25 * policy.heartbeat_timeout)
 
 
 _Key = tuple[DeadlineKind, str]
@@ -227,13 +236,20 @@ class SessionRegistry:
             return None
         if kind is DeadlineKind.PING:
             heard = self._last_heard.get(sid)
-            if heard is not None and now - heard < policy.heartbeat_interval:
-                # The client spoke within the interval: its transport is alive, no ping
-                # needed (it halves idle work when clients heartbeat on their own).
-                self._deadlines.schedule((kind, sid), heard + policy.heartbeat_interval)
+            quiet = policy.heartbeat_interval + heard_slack(policy)
+            if heard is not None and now - heard < quiet:
+                # The client spoke within the interval (and the slack): its transport is
+                # alive, no ping needed. A client that heartbeats every interval, as the
+                # protocol asks, is never pinged: half the frames of an idle connection.
+                self._deadlines.schedule((kind, sid), heard + quiet)
                 return None
             if (DeadlineKind.PONG, sid) not in self._deadlines:
-                self._deadlines.schedule((DeadlineKind.PONG, sid), now + policy.heartbeat_timeout)
+                # Within interval + timeout of the last word, as if the ping had not waited
+                # for the slack (a client only ever pinged has no last word: -inf).
+                due = now + policy.heartbeat_timeout
+                if heard is not None and heard != -math.inf:
+                    due = min(due, heard + policy.heartbeat_interval + policy.heartbeat_timeout)
+                self._deadlines.schedule((DeadlineKind.PONG, sid), due)
             self._schedule_ping(sid, now, first=False)
             return Deadline(kind, session)
         if kind is DeadlineKind.PONG:
