@@ -244,11 +244,12 @@ class SessionRegistry:
                 self._deadlines.schedule((kind, sid), heard + quiet)
                 return None
             if (DeadlineKind.PONG, sid) not in self._deadlines:
-                # Within interval + timeout of the last word, as if the ping had not waited
-                # for the slack (a client only ever pinged has no last word: -inf).
+                # A session that has spoken may have had its ping held for the slack: its
+                # pong has that much less time, so it is found within interval + timeout of
+                # its last word. (One only ever pinged has no last word: -inf.)
                 due = now + policy.heartbeat_timeout
                 if heard is not None and heard != -math.inf:
-                    due = min(due, heard + policy.heartbeat_interval + policy.heartbeat_timeout)
+                    due -= heard_slack(policy)
                 self._deadlines.schedule((DeadlineKind.PONG, sid), due)
             self._schedule_ping(sid, now, first=False)
             return Deadline(kind, session)
