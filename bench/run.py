@@ -167,26 +167,14 @@ async def run_suite(
 def _idle_metrics(sizes: Sizes) -> list[Metric]:
     out: list[Metric] = []
     levels, top = sizes.idle_levels, sizes.idle_levels[-1]
-    for room in sizes.idle_rooms:
-        r = f"_r{room}"
-        for n in levels:
-            out.append(
-                Metric(
-                    f"b_per_conn_{n}{r}",
-                    f"Bytes per connection at {n:,}, rooms of {room:,}",
-                    "{:,.0f}",
-                )
-            )
-    for room in sizes.idle_rooms:
-        r = f"_r{room}"
-        for n in levels:
-            out.append(
-                Metric(
-                    f"idle_cpu_pct_{n}{r}",
-                    f"Idle CPU at {n:,}, rooms of {room:,} (% of a core)",
-                    "{:.2f}",
-                )
-            )
+    per_room = (
+        ("b_per_conn", "Bytes per connection at {n:,}, rooms of {room:,}", "{:,.0f}"),
+        ("idle_cpu_pct", "Idle CPU at {n:,}, rooms of {room:,} (% of a core)", "{:.2f}"),
+    )
+    for key, label, fmt in per_room:
+        for room in sizes.idle_rooms:
+            for n in levels:
+                out.append(Metric(f"{key}_{n}_r{room}", label.format(n=n, room=room), fmt))
     r = f"_r{sizes.idle_rooms[0]}"
     if sizes.idle_pings:
         out.append(
