@@ -683,3 +683,32 @@ def test_a_heartbeating_client_that_stops_is_found_within_interval_plus_timeout(
         assert now <= 3.0 + 25 + 10, "not detected in time"
     assert pinged_at == 3.0 + 25 + 2.5  # pinged once the slack was over, never answered
     assert session.state is SessionState.GRACE and now == 3.0 + 25 + 10
+
+
+def test_a_heartbeat_moves_the_ping_so_the_timer_need_not_wake() -> None:
+    """A frame that finds the ping due within half an interval moves it to interval + slack
+    from now: a client heartbeating every interval leaves the node's one timer nothing to
+    do (no deadline fires, pushed back or not), and a busy client moves it at most about
+    twice an interval."""
+    policy = LivenessPolicy(heartbeat_interval=25, heartbeat_timeout=10, grace=30, auth_timeout=5)
+    registry = SessionRegistry(policy, lambda: 0.0)
+    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
+    registry.add(session, 0.0)
+    assert registry.deadline_of(DeadlineKind.PING, session.id) == 25.0
+    registry.activity(session.id, 20.0)
+    assert registry.next_deadline() == 20.0 + 25 + 2.5
+    moves = 0
+    last = registry.deadline_of(DeadlineKind.PING, session.id)
+    for tick in range(201, 1001):  # a frame every 0.1 s, 20.1 s to 100 s
+        registry.activity(session.id, tick / 10)
+        when = registry.deadline_of(DeadlineKind.PING, session.id)
+        if when != last:
+            assert when == tick / 10 + 27.5
+            moves, last = moves + 1, when
+    assert 5 <= moves <= 7  # 80 s of frames: about two moves per 25 s interval
+    assert registry.advance(100.0) == []  # and nothing came due meanwhile
+    registry.activity(session.id, 100.0)
+    for now in (110.0, 125.0, 127.0):  # a heartbeat every 25 s from 100 s on
+        assert registry.advance(now) == []
+    registry.activity(session.id, 125.0)
+    assert registry.next_deadline() == 125.0 + 27.5

@@ -5,9 +5,13 @@ away-after-idle and inactivity deadline, plus the auth deadline of connections n
 authenticated. The shell arms one timer at :meth:`SessionRegistry.next_deadline` and calls
 :meth:`SessionRegistry.advance` when it fires: no task or timer per session.
 
-Activity is recorded as a timestamp only; the idle deadlines are checked lazily when they
-fire and pushed back if activity came in since, so a busy client costs no heap work per
-message.
+Activity is recorded as a timestamp; the idle deadlines are checked lazily when they fire
+and pushed back if activity came in since, so a busy client costs no deadline work per
+message. The ping deadline is the one exception: a frame that finds it due within half an
+interval moves it to a full interval (and the slack) from now, one O(1) bucket move, so a
+client that heartbeats every interval never has a deadline fire at all; without the move
+each such session's ping deadline fired once an interval only to be pushed back, the bulk
+of an idle node's timer work.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from presenced.presence.deadlines import DeadlineQueue
+from presenced.presence.deadlines import DEFAULT_WIDTH, DeadlineQueue
 from presenced.presence.session import Session, SessionEvent, SessionState
 from presenced.typing import SessionId
 
@@ -36,6 +40,10 @@ class DeadlineKind(Enum):
     TYPING = "typing"  # a typing indicator ran out without a renewal
     TYPING_DEFERRED = "typing_deferred"  # a typing start held back by the throttle may go now
     TOKEN = "token"  # a session's token expired and no refresh came
+
+    # Members are singletons: hashing by identity is exact and runs in C, where Enum's own
+    # __hash__ (of the name) is a Python call for every deadline key looked up.
+    __hash__ = object.__hash__
 
 
 # Deadlines keyed by a caller-chosen string rather than owned by a session's state.
@@ -93,21 +101,33 @@ class SessionRegistry:
         "_jitter",
         "_last_activity",
         "_last_heard",
+        "_move_ping_before",
+        "_quiet",
         "_sessions",
         "_tokens",
         "policy",
     )
 
-    def __init__(self, policy: LivenessPolicy, jitter: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        policy: LivenessPolicy,
+        jitter: Callable[[], float],
+        resolution: float = DEFAULT_WIDTH,
+    ) -> None:
         """``jitter()`` returns a number in [0, 1): the spread of ping times (pass a seeded
-        ``random.Random().random`` for tests)."""
+        ``random.Random().random`` for tests). ``resolution``: the caller's timer tick, the
+        deadline buckets' width (a matter of cost only: deadlines stay exact)."""
         self.policy = policy
+        # A session heard from is pinged this long after its last frame ...
+        self._quiet = policy.heartbeat_interval + heard_slack(policy)
+        # ... and a frame moves its ping deadline when it is due sooner than this from now.
+        self._move_ping_before = self._quiet - policy.heartbeat_interval / 2
         self._jitter = jitter
         self._sessions: dict[SessionId, Session] = {}
         self._tokens: dict[str, SessionId] = {}
         self._last_activity: dict[SessionId, float] = {}
         self._last_heard: dict[SessionId, float] = {}  # last frame from the client
-        self._deadlines: DeadlineQueue[_Key] = DeadlineQueue()
+        self._deadlines: DeadlineQueue[_Key] = DeadlineQueue(resolution)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -182,6 +202,10 @@ class SessionRegistry:
             return False
         self._last_activity[session_id] = now
         self._last_heard[session_id] = now  # proof the transport is alive: no ping due
+        key = (DeadlineKind.PING, session_id)
+        ping_at = self._deadlines.when(key)
+        if ping_at is not None and ping_at < now + self._move_ping_before:
+            self._deadlines.schedule(key, now + self._quiet)
         if session.auto_away:
             session.auto_away = False
             if self.policy.away_after is not None:
@@ -236,7 +260,7 @@ class SessionRegistry:
             return None
         if kind is DeadlineKind.PING:
             heard = self._last_heard.get(sid)
-            quiet = policy.heartbeat_interval + heard_slack(policy)
+            quiet = self._quiet
             if heard is not None and now - heard < quiet:
                 # The client spoke within the interval (and the slack): its transport is
                 # alive, no ping needed. A client that heartbeats every interval, as the

@@ -117,6 +117,7 @@ class Node:
                 inactivity_timeout=settings.inactivity_timeout,
             ),
             self._random.random,
+            timer_tick(settings.heartbeat_interval),
         )
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
