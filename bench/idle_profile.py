@@ -10,9 +10,10 @@ every client heartbeat every interval at a random phase (as the idle scenario do
 It prints the server's user and system CPU over ``--window`` s as % of a core, and per
 event (a heartbeat received, or a ping sent), so a change can be judged by microseconds
 per event; ``--strace`` counts the syscalls over a second window (strace slows the process,
-its CPU is not reported), ``--perf F`` records ``perf record -g`` over the window into F
-(kernel samples need ``/proc/sys/kernel/perf_event_paranoid`` <= 1), ``--pyspy F`` records
-py-spy's raw stacks into F (``--native``: with native frames, which pauses the process).
+its CPU is not reported); ``--perf F`` runs ``perf record`` over the window into F
+(``--perf-graph dwarf`` unwinds through libpython; kernel samples need
+``/proc/sys/kernel/perf_event_paranoid`` <= 1); ``--pyspy F`` records py-spy's raw stacks
+into F (``--native``: with native frames, which pauses the process).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ async def _run(args: argparse.Namespace) -> None:
         await pool.all("record", messages=False, presence=False)
         perf = None
         if args.perf:
+            graph = ["--call-graph", args.perf_graph]
             perf = subprocess.Popen(
-                ["perf", "record", "-g", "-F", "999", "-p", str(proc.pid), "-o", args.perf],
+                ["perf", "record", *graph, "-F", "999", "-p", str(proc.pid), "-o", args.perf],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -137,6 +139,9 @@ def main() -> None:
     parser.add_argument("--strace", action="store_true", help="count syscalls afterwards")
     parser.add_argument("--perf", help="perf record -g into this file")
     parser.add_argument("--native", action="store_true", help="py-spy: native frames too")
+    parser.add_argument(
+        "--perf-graph", default="fp", help="perf's --call-graph (dwarf: through libpython)"
+    )
     parser.add_argument("--pyspy", help="py-spy record (raw stacks) into this file")
     asyncio.run(_run(parser.parse_args()))
 
