@@ -14,6 +14,7 @@ import pytest
 
 from presenced.presence.liveness import Deadline, DeadlineKind
 from presenced.server.node import MAX_TIMER_TICK, on_tick, timer_tick
+from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 
 
@@ -70,3 +71,50 @@ async def test_spread_deadlines_share_wake_ups_and_none_fires_early(
     # One wake-up per tick (plus a few for the other deadlines of an idle node), not one
     # per deadline.
     assert wakes <= 0.2 / tick + 10, wakes
+
+
+async def test_heartbeating_clients_do_not_wake_the_timer_each(make_server: ServerFactory) -> None:
+    """A client that heartbeats within every interval is never pinged, and its ping
+    deadline moves with its frames instead of firing to be pushed back: the node's timer
+    wakes only now and then (when the deadline it was armed for has moved on), not once an
+    interval for every client, as it did when each session's ping deadline fired."""
+    running = await make_server(heartbeat_interval=0.6, heartbeat_timeout=0.3)  # slack 0.06
+    node = running.node
+    wakes = 0
+    pinged: list[str] = []
+    on_timer, on_deadline = node._on_timer, node._on_deadline
+
+    def counting_timer() -> None:
+        nonlocal wakes
+        wakes += 1
+        on_timer()
+
+    def recording(deadline: Deadline) -> None:
+        if deadline.kind is DeadlineKind.PING and deadline.session is not None:
+            pinged.append(deadline.session.id)
+        on_deadline(deadline)
+
+    node._on_timer = counting_timer  # type: ignore[method-assign]
+    node._on_deadline = recording  # type: ignore[method-assign]
+    url = f"{running.url}?device=d1&user="
+    clients = [await ProtocolClient.connect(f"{url}u{i}") for i in range(20)]
+    for client in clients:
+        await client.wait_for("welcome")
+
+    async def heartbeats(rounds: int) -> None:
+        # Each client every ~0.22 s, the 20 at phases 11 ms apart (as real clients are).
+        for _ in range(rounds):
+            for client in clients:
+                await client.request({"type": "heartbeat"})
+                await asyncio.sleep(0.01)
+
+    try:
+        await heartbeats(2)  # each has spoken twice: its ping deadline has moved on
+        wakes, pinged = 0, []
+        await heartbeats(6)  # about 1.3 s, two intervals
+    finally:
+        for client in clients:
+            client.abort()
+    assert pinged == []
+    # Each session's deadline firing once an interval would be about 40 wake-ups here.
+    assert wakes <= 10, f"the timer woke {wakes} times for clients that heartbeat"
