@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
 from presenced.presence.liveness import Deadline, DeadlineKind
-from presenced.server.node import MAX_TIMER_TICK, on_tick, timer_tick
+from presenced.server.node import MAX_TIMER_TICK, Node, on_tick, timer_tick
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 
@@ -31,28 +32,39 @@ def test_on_tick_is_the_first_tick_not_before_the_deadline(when: float) -> None:
     assert when <= at < when + tick + 1e-9
 
 
+class _Watched:
+    """A node's timer wake-ups counted and its fired deadlines seen (``seen``), by wrapping
+    the node's own ``_on_timer`` and ``_on_deadline``."""
+
+    def __init__(self, node: Node, seen: Callable[[Deadline], None]) -> None:
+        self.wakes = 0
+        on_timer, on_deadline = node._on_timer, node._on_deadline
+
+        def counting_timer() -> None:
+            self.wakes += 1
+            on_timer()
+
+        def recording(deadline: Deadline) -> None:
+            seen(deadline)
+            on_deadline(deadline)
+
+        node._on_timer = counting_timer  # type: ignore[method-assign]
+        node._on_deadline = recording  # type: ignore[method-assign,assignment]
+
+
 async def test_spread_deadlines_share_wake_ups_and_none_fires_early(
     make_server: ServerFactory,
 ) -> None:
     running = await make_server(heartbeat_interval=0.5)  # tick 10 ms
     node = running.node
     tick = timer_tick(0.5)
-    wakes = 0
     fired: dict[str, float] = {}
-    on_timer, on_deadline = node._on_timer, node._on_deadline
 
-    def counting_timer() -> None:
-        nonlocal wakes
-        wakes += 1
-        on_timer()
-
-    def recording(deadline: Deadline) -> None:
+    def seen(deadline: Deadline) -> None:
         if deadline.kind is DeadlineKind.AUTH and deadline.key in due:
             fired[deadline.key] = time.monotonic()
-        on_deadline(deadline)
 
-    node._on_timer = counting_timer  # type: ignore[method-assign]
-    node._on_deadline = recording  # type: ignore[method-assign]
+    watched = _Watched(node, seen)
     # 400 deadlines spread evenly over 0.2 s: 0.5 ms apart, 20 ticks in all.
     start = node.clock.monotonic() + 0.05
     due = {f"c-timer-{i}": start + i * 0.0005 for i in range(400)}
@@ -70,7 +82,7 @@ async def test_spread_deadlines_share_wake_ups_and_none_fires_early(
     assert not early, f"fired before their deadline: {early}"
     # One wake-up per tick (plus a few for the other deadlines of an idle node), not one
     # per deadline.
-    assert wakes <= 0.2 / tick + 10, wakes
+    assert watched.wakes <= 0.2 / tick + 10, watched.wakes
 
 
 async def test_heartbeating_clients_do_not_wake_the_timer_each(make_server: ServerFactory) -> None:
@@ -80,22 +92,13 @@ async def test_heartbeating_clients_do_not_wake_the_timer_each(make_server: Serv
     interval for every client, as it did when each session's ping deadline fired."""
     running = await make_server(heartbeat_interval=0.6, heartbeat_timeout=0.3)  # slack 0.06
     node = running.node
-    wakes = 0
     pinged: list[str] = []
-    on_timer, on_deadline = node._on_timer, node._on_deadline
 
-    def counting_timer() -> None:
-        nonlocal wakes
-        wakes += 1
-        on_timer()
-
-    def recording(deadline: Deadline) -> None:
+    def seen(deadline: Deadline) -> None:
         if deadline.kind is DeadlineKind.PING and deadline.session is not None:
             pinged.append(deadline.session.id)
-        on_deadline(deadline)
 
-    node._on_timer = counting_timer  # type: ignore[method-assign]
-    node._on_deadline = recording  # type: ignore[method-assign]
+    watched = _Watched(node, seen)
     url = f"{running.url}?device=d1&user="
     clients = [await ProtocolClient.connect(f"{url}u{i}") for i in range(20)]
     for client in clients:
@@ -110,11 +113,13 @@ async def test_heartbeating_clients_do_not_wake_the_timer_each(make_server: Serv
 
     try:
         await heartbeats(2)  # each has spoken twice: its ping deadline has moved on
-        wakes, pinged = 0, []
+        watched.wakes = 0
+        pinged.clear()
         await heartbeats(6)  # about 1.3 s, two intervals
     finally:
         for client in clients:
             client.abort()
     assert pinged == []
     # Each session's deadline firing once an interval would be about 40 wake-ups here.
+    wakes = watched.wakes
     assert wakes <= 10, f"the timer woke {wakes} times for clients that heartbeat"
