@@ -608,6 +608,17 @@ def test_late_timer_pong_and_inactivity_in_one_advance() -> None:
     assert reg.get(s.id) is s
 
 
+def one_session(interval: float, timeout: float) -> tuple[SessionRegistry, Session]:
+    """A registry with no ping jitter and one session added at time 0."""
+    policy = LivenessPolicy(
+        heartbeat_interval=interval, heartbeat_timeout=timeout, grace=30, auth_timeout=5
+    )
+    registry = SessionRegistry(policy, lambda: 0.0)
+    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
+    registry.add(session, 0.0)
+    return registry, session
+
+
 def test_a_client_that_speaks_is_not_pinged_and_a_silent_one_is() -> None:
     policy = LivenessPolicy(heartbeat_interval=10, heartbeat_timeout=5, grace=30, auth_timeout=5)
     registry = SessionRegistry(policy, lambda: 0.0)
@@ -627,10 +638,7 @@ def test_a_client_that_speaks_is_not_pinged_and_a_silent_one_is() -> None:
 
 
 def test_a_client_that_falls_silent_is_still_found_within_interval_plus_timeout() -> None:
-    policy = LivenessPolicy(heartbeat_interval=10, heartbeat_timeout=5, grace=30, auth_timeout=5)
-    registry = SessionRegistry(policy, lambda: 0.0)
-    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
-    registry.add(session, 0.0)
+    registry, session = one_session(10, 5)
     registry.activity(session.id, 7.0)  # its last word
     now = 7.0
     while session.state is SessionState.ACTIVE:
@@ -644,11 +652,8 @@ def test_a_client_heartbeating_every_interval_is_never_pinged() -> None:
     """The protocol asks for a heartbeat every heartbeat_interval; such a client is heard
     again a little after the interval (its timer, the network), within the slack: no ping,
     so an idle connection costs two frames an interval, not four."""
-    policy = LivenessPolicy(heartbeat_interval=25, heartbeat_timeout=10, grace=30, auth_timeout=5)
-    assert heard_slack(policy) == 2.5
-    registry = SessionRegistry(policy, lambda: 0.0)
-    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
-    registry.add(session, 0.0)
+    registry, session = one_session(25, 10)
+    assert heard_slack(registry.policy) == 2.5
     pings: list[float] = []
     beat = 0.0
     for tick in range(1, 2000):  # 200 s in steps of 0.1 s
@@ -668,10 +673,7 @@ def test_a_client_heartbeating_every_interval_is_never_pinged() -> None:
 
 def test_a_heartbeating_client_that_stops_is_found_within_interval_plus_timeout() -> None:
     """The ping waits for the slack, the pong has that much less time: the bound holds."""
-    policy = LivenessPolicy(heartbeat_interval=25, heartbeat_timeout=10, grace=30, auth_timeout=5)
-    registry = SessionRegistry(policy, lambda: 0.0)
-    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
-    registry.add(session, 0.0)
+    registry, session = one_session(25, 10)
     registry.activity(session.id, 3.0)  # its last word
     pinged_at = None
     now = 3.0
@@ -690,10 +692,7 @@ def test_a_heartbeat_moves_the_ping_so_the_timer_need_not_wake() -> None:
     from now: a client heartbeating every interval leaves the node's one timer nothing to
     do (no deadline fires, pushed back or not), and a busy client moves it at most about
     twice an interval."""
-    policy = LivenessPolicy(heartbeat_interval=25, heartbeat_timeout=10, grace=30, auth_timeout=5)
-    registry = SessionRegistry(policy, lambda: 0.0)
-    session = Session(SessionId("t"), UserId("a"), DeviceId("d"), "tok")
-    registry.add(session, 0.0)
+    registry, session = one_session(25, 10)
     assert registry.deadline_of(DeadlineKind.PING, session.id) == 25.0
     registry.activity(session.id, 20.0)
     assert registry.next_deadline() == 20.0 + 25 + 2.5
