@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from presenced.protocol.messages import Error, Presence, PresenceSubscribed, RoomJoined, Welcome
 from presenced.server.serve import RunningServer
 from presenced.store.redis import Keys, redis_backplane
-from presenced.store.redis.scripts import load_lua
+from presenced.store.redis.scripts import script_text
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 from tests.integration.test_http_endpoints import get
@@ -43,7 +43,7 @@ SECRET = "ghost-ghost-ghost-ghost"
 
 def script_sha(name: str) -> bytes:
     """The SHA1 a node's EVALSHA of ``lua/NAME.lua`` names (redis-py's register_script)."""
-    return hashlib.sha1(load_lua(name).encode()).hexdigest().encode()
+    return hashlib.sha1(script_text(name).encode()).hexdigest().encode()
 
 
 def calls(script: str, user: str) -> Any:

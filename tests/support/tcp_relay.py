@@ -9,7 +9,9 @@ would lose it (tansu keeps its topics in memory only).
 
 :meth:`lose_reply` makes the outage start at the worst moment: the next request a rule picks
 reaches the server, which does what it asks, and the relay is cut as the reply comes back, so
-the client never learns that its write landed.
+the client never learns that its write landed. :meth:`drop_reply` is the short version of
+the same: only the link that carried the request is closed, and the relay goes on listening,
+so a client that retries on a new connection reaches the server at once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class TcpRelay:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rule: tuple[Callable[[bytes], bool], asyncio.Event] | None = None
+        # The rule picking a request, the event set once its reply is dropped, and whether
+        # the whole relay is then cut (else only that link is closed).
+        self._rule: tuple[Callable[[bytes], bool], asyncio.Event, bool] | None = None
         self._cutting: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> TcpRelay:
@@ -61,8 +65,16 @@ class TcpRelay:
         reply is dropped and the relay cut (as :meth:`cut`) as it arrives. The event is set
         once the relay is cut. One rule at a time; it is spent once it matched."""
         cut = asyncio.Event()
-        self._rule = (rule, cut)
+        self._rule = (rule, cut, True)
         return cut
+
+    def drop_reply(self, rule: Callable[[bytes], bool]) -> asyncio.Event:
+        """The next chunk a client sends for which ``rule`` is true reaches the server; its
+        reply is dropped and that one link closed (a connection reset mid-request); the
+        relay keeps listening. The event is set once the link is closed."""
+        dropped = asyncio.Event()
+        self._rule = (rule, dropped, False)
+        return dropped
 
     async def cut(self) -> None:
         """Stop listening and close every relayed connection (both ends)."""
@@ -92,7 +104,8 @@ class TcpRelay:
             up_w.close()
             return
         self._writers.update((down_w, up_w))
-        losing: list[asyncio.Event] = []  # the cut to make when this link's reply comes back
+        # What to do when this link's reply comes back: (the event to set, cut everything)
+        losing: list[tuple[asyncio.Event, bool]] = []
         pumps = [
             asyncio.create_task(self._pump_up(down_r, up_w, losing)),
             asyncio.create_task(self._pump_down(up_r, down_w, losing)),
@@ -112,7 +125,7 @@ class TcpRelay:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        losing: list[asyncio.Event],
+        losing: list[tuple[asyncio.Event, bool]],
     ) -> None:
         """Client to server; a chunk the rule picks marks this link's next reply as lost."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
@@ -120,7 +133,7 @@ class TcpRelay:
                 rule = self._rule
                 if rule is not None and rule[0](data):
                     self._rule = None
-                    losing.append(rule[1])
+                    losing.append((rule[1], rule[2]))
                 writer.write(data)
                 await writer.drain()
 
@@ -128,13 +141,19 @@ class TcpRelay:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        losing: list[asyncio.Event],
+        losing: list[tuple[asyncio.Event, bool]],
     ) -> None:
-        """Server to client; the reply to a picked request is dropped and the relay cut."""
+        """Server to client; the reply to a picked request is dropped and the relay cut (or
+        only this link closed: returning ends the link)."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 if losing:
-                    task = asyncio.get_running_loop().create_task(self._cut_then(losing[0]))
+                    done, cut_all = losing[0]
+                    if not cut_all:
+                        writer.transport.abort()  # a reset, not a clean close
+                        done.set()
+                        return
+                    task = asyncio.get_running_loop().create_task(self._cut_then(done))
                     self._cutting.add(task)
                     task.add_done_callback(self._cutting.discard)
                     return

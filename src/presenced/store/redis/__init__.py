@@ -50,13 +50,13 @@ def redis_backplane(
     """
     client = make_client(url)
     keys = Keys(prefix=prefix)
-    scripts = Scripts(client)
+    scripts = Scripts(client, prefix)
     broker = RedisBroker(url, keys)
     # Leases on a client of their own: under a connect storm hundreds of requests queue for
     # the shared pool, and a lease renewal stuck behind them could lapse and get a live node
     # reaped by its peers.
     node_client = make_client(url, **({} if is_cluster_url(url) else {"max_connections": 8}))
-    nodes = RedisNodeStore(node_client, keys, Scripts(node_client))
+    nodes = RedisNodeStore(node_client, keys, Scripts(node_client, prefix))
 
     async def close() -> None:
         try:
