@@ -14,15 +14,50 @@ from collections.abc import Callable
 import pytest
 
 from presenced.presence.liveness import Deadline, DeadlineKind
-from presenced.server.node import MAX_TIMER_TICK, Node, on_tick, timer_tick
+from presenced.server.node import MAX_PROMPT_TICK, MAX_TIMER_TICK, Node, on_tick, timer_tick
 from presenced.testing import ProtocolClient
 from tests.conftest import ServerFactory
 
 
 def test_tick_is_finer_for_short_heartbeats_and_capped() -> None:
     assert timer_tick(25.0) == MAX_TIMER_TICK
+    assert timer_tick(25.0, MAX_PROMPT_TICK) == MAX_PROMPT_TICK < MAX_TIMER_TICK
     assert timer_tick(0.2) == pytest.approx(0.004)
     assert timer_tick(0.001) == 0.001
+
+
+async def test_prompt_deadlines_fire_on_the_fine_tick_the_others_on_the_coarse(
+    make_server: ServerFactory,
+) -> None:
+    """With the default heartbeat (25 s) a ping, pong or auth deadline waits for the coarse
+    tick, while a prompt one (here a paused reader's resumption) fires within the fine one."""
+    running = await make_server(heartbeat_interval=25.0, heartbeat_timeout=10.0)
+    node = running.node
+    fired: dict[str, float] = {}
+
+    def seen(deadline: Deadline) -> None:
+        if deadline.key in ("c-auth", "c-read"):
+            fired[deadline.key] = time.monotonic()
+
+    _Watched(node, seen)
+    coarse = timer_tick(25.0)
+    # The auth deadline just after a coarse tick: it waits most of a tick for the next.
+    # The read pause ends just after that one, and so is most of a tick from the one after.
+    base = on_tick(node.clock.monotonic() + 0.1, coarse)
+    due = {"c-auth": base + 0.05, "c-read": base + coarse + 0.05}
+    node.registry.arm(DeadlineKind.AUTH, "c-auth", due["c-auth"])
+    node.registry.arm(DeadlineKind.READ, "c-read", due["c-read"])
+    node.rearm()
+
+    async def both_fired() -> None:
+        while len(fired) < 2:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(both_fired(), timeout=5)
+    assert fired["c-auth"] >= base + coarse - 0.0015, (fired, base)
+    assert due["c-read"] - 0.0015 <= fired["c-read"] < base + 2 * coarse - 0.0015, (fired, base)
+    # Not by chance: on the coarse grid, the read would have fired at base + 2 * coarse.
+    assert fired["c-read"] - due["c-read"] < coarse / 2, (fired, due)
 
 
 @pytest.mark.parametrize("when", [0.0, 0.3, 1.0, 12.34567, 1e6 + 0.7, 1795435200.123])

@@ -561,6 +561,26 @@ def test_next_deadline_values() -> None:
     assert reg.next_deadline() is None
 
 
+def test_prompt_deadlines_are_kept_apart_for_the_finer_tick() -> None:
+    """Typing, read pauses and slow consumers are the prompt deadlines: next_deadlines()
+    gives their earliest apart from the others', which the node rounds to a coarser tick;
+    advance() fires both."""
+    reg, _ = make(jitter=lambda: 0.0)
+    assert reg.next_deadlines() == (None, None)
+    s = new_session()
+    reg.add(s, 1000.0)
+    reg.arm(K.AUTH, "c1", 1004.0)
+    reg.arm(K.TYPING, "t1", 1003.0)
+    reg.arm(K.READ, "c2", 1006.0)
+    assert reg.next_deadlines() == (1004.0, 1003.0)
+    assert reg.next_deadline() == 1003.0
+    assert reg.deadline_of(K.READ, "c2") == 1006.0 and reg.deadline_of(K.AUTH, "c1") == 1004.0
+    reg.disarm(K.TYPING, "t1")
+    assert reg.next_deadlines() == (1004.0, 1006.0)
+    assert reg.advance(1006.0) == [Deadline(K.AUTH, key="c1"), Deadline(K.READ, key="c2")]
+    assert reg.next_deadlines() == (1010.0, None)  # the first ping
+
+
 def test_next_deadline_with_idle_settings() -> None:
     reg, _ = make(replace(POLICY, away_after=3.0, inactivity_timeout=7.0), jitter=lambda: 0.0)
     reg.add(new_session(), 1000.0)

@@ -2,7 +2,9 @@
 
 One :class:`DeadlineQueue` holds each session's next ping, pong deadline, grace expiry,
 away-after-idle and inactivity deadline, plus the auth deadline of connections not yet
-authenticated. The shell arms one timer at :meth:`SessionRegistry.next_deadline` and calls
+authenticated; a second one holds the prompt deadlines (:data:`PROMPT_KINDS`: typing, a
+paused flooder's reads, a slow consumer), which the shell serves on a finer tick. The shell
+arms one timer at :meth:`SessionRegistry.next_deadlines` and calls
 :meth:`SessionRegistry.advance` when it fires: no task or timer per session.
 
 Activity is recorded as a timestamp; the idle deadlines are checked lazily when they fire
@@ -25,7 +27,14 @@ from presenced.presence.deadlines import DEFAULT_WIDTH, DeadlineQueue
 from presenced.presence.session import Session, SessionEvent, SessionState
 from presenced.typing import SessionId
 
-__all__ = ["Deadline", "DeadlineKind", "LivenessPolicy", "SessionRegistry", "heard_slack"]
+__all__ = [
+    "PROMPT_KINDS",
+    "Deadline",
+    "DeadlineKind",
+    "LivenessPolicy",
+    "SessionRegistry",
+    "heard_slack",
+]
 
 
 class DeadlineKind(Enum):
@@ -90,6 +99,15 @@ def heard_slack(policy: LivenessPolicy) -> float:
     return min(0.1 * policy.heartbeat_interval, 0.25 * policy.heartbeat_timeout)
 
 
+# What a user watches happen on time: a typing indicator that runs out or a held-back one
+# that may go, a paused flooder's reads, a slow consumer's end. The other deadlines (pings,
+# pong and grace, away and inactivity, auth and token) are a matter of seconds, where a
+# fraction of a second late is never seen, and the node fires them on a coarser tick: each
+# wake-up of an idle process costs the machine far more than the few deadlines it serves.
+PROMPT_KINDS = frozenset(
+    {DeadlineKind.TYPING, DeadlineKind.TYPING_DEFERRED, DeadlineKind.READ, DeadlineKind.SLOW}
+)
+
 _Key = tuple[DeadlineKind, str]
 
 
@@ -102,6 +120,7 @@ class SessionRegistry:
         "_last_activity",
         "_last_heard",
         "_move_ping_before",
+        "_prompt",
         "_quiet",
         "_sessions",
         "_tokens",
@@ -113,10 +132,13 @@ class SessionRegistry:
         policy: LivenessPolicy,
         jitter: Callable[[], float],
         resolution: float = DEFAULT_WIDTH,
+        prompt_resolution: float | None = None,
     ) -> None:
         """``jitter()`` returns a number in [0, 1): the spread of ping times (pass a seeded
-        ``random.Random().random`` for tests). ``resolution``: the caller's timer tick, the
-        deadline buckets' width (a matter of cost only: deadlines stay exact)."""
+        ``random.Random().random`` for tests). ``resolution`` and ``prompt_resolution``
+        (default: the same): the caller's timer ticks for the other and the prompt
+        deadlines, the widths of their buckets (a matter of cost only: deadlines stay
+        exact)."""
         self.policy = policy
         # A session heard from is pinged this long after its last frame ...
         self._quiet = policy.heartbeat_interval + heard_slack(policy)
@@ -128,6 +150,7 @@ class SessionRegistry:
         self._last_activity: dict[SessionId, float] = {}
         self._last_heard: dict[SessionId, float] = {}  # last frame from the client
         self._deadlines: DeadlineQueue[_Key] = DeadlineQueue(resolution)
+        self._prompt: DeadlineQueue[_Key] = DeadlineQueue(prompt_resolution or resolution)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -145,7 +168,7 @@ class SessionRegistry:
         return self._sessions.get(sid) if sid is not None else None
 
     def deadline_of(self, kind: DeadlineKind, key: str) -> float | None:
-        return self._deadlines.when((kind, key))
+        return self._queue(kind).when((kind, key))
 
     # --- transitions ---------------------------------------------------------------------
 
@@ -225,20 +248,33 @@ class SessionRegistry:
         """Arm a keyed deadline; it fires once unless disarmed or re-armed first."""
         if kind not in _KEYED_KINDS:
             raise ValueError(f"{kind} is a session deadline, not a keyed one")
-        self._deadlines.schedule((kind, key), when)
+        self._queue(kind).schedule((kind, key), when)
 
     def disarm(self, kind: DeadlineKind, key: str) -> None:
-        self._deadlines.cancel((kind, key))
+        self._queue(kind).cancel((kind, key))
+
+    def _queue(self, kind: DeadlineKind) -> DeadlineQueue[_Key]:
+        return self._prompt if kind in PROMPT_KINDS else self._deadlines
 
     # --- time ----------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        return self._deadlines.next_deadline()
+        """The earliest deadline of either kind, or None."""
+        relaxed, prompt = self.next_deadlines()
+        if relaxed is None or prompt is None:
+            return prompt if relaxed is None else relaxed
+        return min(relaxed, prompt)
+
+    def next_deadlines(self) -> tuple[float | None, float | None]:
+        """The earliest deadline not in :data:`PROMPT_KINDS`, and the earliest that is
+        (None: none): the shell rounds each to its own tick."""
+        return self._deadlines.next_deadline(), self._prompt.next_deadline()
 
     def advance(self, now: float) -> list[Deadline]:
-        """Fire every deadline due at ``now``, applying its transition; returns what fired."""
+        """Fire every deadline due at ``now``, applying its transition; returns what fired
+        (the prompt ones last)."""
         fired: list[Deadline] = []
-        for kind, key in self._deadlines.pop_due(now):
+        for kind, key in self._deadlines.pop_due(now) + self._prompt.pop_due(now):
             if kind in _KEYED_KINDS:
                 fired.append(Deadline(kind, key=key))
                 continue

@@ -54,13 +54,19 @@ SHUTDOWN_WORK_TIMEOUT = 5.0
 """Seconds a draining node waits for its background work before cancelling it."""
 
 # Deadlines fire on a grid of at most this many seconds (finer when the heartbeat
-# interval is short, as in tests): late by at most one tick.
-MAX_TIMER_TICK = 0.02
+# interval is short, as in tests): late by at most one tick. Pings, pong and grace
+# deadlines, idle and auth deadlines take the coarse tick: 19,000 sessions pinging every
+# 25 s need a ping every 1.3 ms, and one wake-up for each 20 ms of them cost an idle node
+# more than the pings (docs/benchmarks.md, "Idle CPU, fifth pass"). The prompt deadlines
+# (liveness.PROMPT_KINDS: typing, read pauses, slow consumers) keep a fine one.
+MAX_TIMER_TICK = 0.5
+MAX_PROMPT_TICK = 0.02
 
 
-def timer_tick(heartbeat_interval: float) -> float:
-    """The node timer's resolution for a given heartbeat interval (seconds)."""
-    return max(0.001, min(MAX_TIMER_TICK, heartbeat_interval / 50))
+def timer_tick(heartbeat_interval: float, cap: float = MAX_TIMER_TICK) -> float:
+    """The node timer's resolution for a given heartbeat interval (seconds), at most
+    ``cap`` (MAX_PROMPT_TICK for the prompt deadlines)."""
+    return max(0.001, min(cap, heartbeat_interval / 50))
 
 
 def on_tick(when: float, tick: float) -> float:
@@ -118,6 +124,7 @@ class Node:
             ),
             self._random.random,
             timer_tick(settings.heartbeat_interval),
+            timer_tick(settings.heartbeat_interval, MAX_PROMPT_TICK),
         )
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
@@ -159,6 +166,7 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._tick = timer_tick(settings.heartbeat_interval)
+        self._prompt_tick = timer_tick(settings.heartbeat_interval, MAX_PROMPT_TICK)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- start and health -------------------------------------------------------------------
@@ -414,8 +422,8 @@ class Node:
     # --- time ------------------------------------------------------------------------------
 
     def rearm(self) -> None:
-        """Point the node's one timer at the registry's earliest deadline, rounded up to the
-        timer tick.
+        """Point the node's one timer at the registry's earliest deadline, rounded up to its
+        tick (the prompt deadlines' finer one, or the other deadlines' coarse one).
 
         Rounding lets one wake-up serve every deadline of a tick (19,000 sessions pinging
         every 25 s put a deadline every 1.3 ms otherwise), and it keeps the timer off
@@ -424,11 +432,13 @@ class Node:
         left alone: it fires, finds nothing due and re-arms, which is cheaper than
         cancelling and re-creating it whenever a request moves a deadline later.
         """
-        when = self.registry.next_deadline()
-        if when is None or self._stopped:
+        relaxed, prompt = self.registry.next_deadlines()
+        if (relaxed is None and prompt is None) or self._stopped:
             self.stop_timer()
             return
-        when = on_tick(when, self._tick)
+        when = math.inf if relaxed is None else on_tick(relaxed, self._tick)
+        if prompt is not None:
+            when = min(when, on_tick(prompt, self._prompt_tick))
         if when >= self._timer_at:
             return
         if self._timer is not None:
