@@ -53,8 +53,8 @@ under the reply memo. (The others only read, or are idempotent with the same rep
 expiries, the outbox lead and trim, the stream position.)"""
 
 MEMO_TTL_MS = 30_000
-"""How long a reply is kept for a re-run of its call. redis-py's retries (connect/store.py:
-five, at most 0.5 s apart) come well within it; a memo is a small string per write."""
+"""How long a reply is kept for a re-run of its call. redis-py's retries (connect.py: five,
+at most 0.5 s apart) come well within it; a memo is about 100 bytes per write."""
 
 # The script body runs in a closure so that its own ``return`` ends up in the memo. The
 # memo key is the last of KEYS, taken off before the body sees them (_export.lua counts
@@ -112,7 +112,9 @@ class Scripts:
         self._caller = os.urandom(6).hex()
         self._calls = itertools.count()
 
-    def __getitem__(self, name: str) -> Any:
+    def _registered(self, name: str) -> Any:
+        # Private: a script in ONCE called without its memo key would take its last real
+        # key for one.
         script = self._scripts.get(name)
         if script is None:
             script = self._scripts[name] = self._client.register_script(script_text(name))
@@ -124,4 +126,4 @@ class Scripts:
         if name in ONCE:
             memo = f"{self._prefix}:memo:{_memo_tag(keys[0])}:{self._caller}:{next(self._calls)}"
             keys = [*keys, memo]
-        return await self[name](keys=keys, args=args)
+        return await self._registered(name)(keys=keys, args=args)
