@@ -47,6 +47,15 @@ hook, relay, prefix, store, node = (
 )
 
 
+async def exported_for(hook: Receiver, event_type: str, users: list[str]) -> None:
+    """Wait until the event stream holds ``event_type`` for exactly ``users``, in order."""
+
+    def seen() -> list[str]:
+        return [e["user"] for e in kept(hook, event_type)]
+
+    await until(lambda: seen() == users, f"{event_type} for {users} (so far {seen()})")
+
+
 def carrying(script: str, text: str) -> Any:
     """A relay rule: the request runs ``script`` with ``text`` among its arguments."""
     sha, needle = script_sha(script), text.encode()
@@ -104,10 +113,7 @@ async def test_a_join_whose_reply_was_lost_is_seen_by_the_room(
     seen = await alice.wait_for(lambda m: isinstance(m, MemberJoined) and m.user == "carol")
     assert isinstance(seen, MemberJoined) and seen.devices == 1, seen
     assert (await traces(store, "carol"))["member"] == [welcome.session]
-    await until(
-        lambda: [e["user"] for e in kept(hook, "member.joined")] == ["alice", "carol"],
-        "member.joined for alice, then carol",
-    )
+    await exported_for(hook, "member.joined", ["alice", "carol"])
     await carol.close()
     await alice.close()
 
@@ -126,10 +132,7 @@ async def test_a_connect_whose_presence_reply_was_lost_is_seen_by_watchers(
     assert dropped.is_set()
     online = await alice.wait_for(lambda m: isinstance(m, Presence) and m.user == "bob")
     assert isinstance(online, Presence) and online.online and online.devices == 1, online
-    await until(
-        lambda: [e["user"] for e in kept(hook, "user.online")] == ["alice", "bob"],
-        "user.online for alice, then bob",
-    )
+    await exported_for(hook, "user.online", ["alice", "bob"])
     await bob.close()
     await alice.close()
 

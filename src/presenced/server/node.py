@@ -113,6 +113,8 @@ class Node:
         self.node_id = node_id
         self.verifier = verifier
         self._random = rng or random.Random()  # ping spread, read pause jitter
+        self._tick = timer_tick(settings.heartbeat_interval)
+        self._prompt_tick = timer_tick(settings.heartbeat_interval, MAX_PROMPT_TICK)
         self.registry = SessionRegistry(
             LivenessPolicy(
                 heartbeat_interval=settings.heartbeat_interval,
@@ -123,8 +125,8 @@ class Node:
                 inactivity_timeout=settings.inactivity_timeout,
             ),
             self._random.random,
-            timer_tick(settings.heartbeat_interval),
-            timer_tick(settings.heartbeat_interval, MAX_PROMPT_TICK),
+            self._tick,
+            self._prompt_tick,
         )
         # The memory backend never suspends: its requests run inline, with no task at all.
         self.run: Runner = run_eager if backplane.name == "memory" else run_in_task
@@ -165,8 +167,6 @@ class Node:
         self._conn_seq = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
-        self._tick = timer_tick(settings.heartbeat_interval)
-        self._prompt_tick = timer_tick(settings.heartbeat_interval, MAX_PROMPT_TICK)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- start and health -------------------------------------------------------------------
